@@ -1,0 +1,200 @@
+"""The assets: pulls to raw_events, event_data and rejected_events; then dau, mau, activity.
+
+Pull hours are parsed once into all three hourly tables, so a backfill pays for reading each
+file once. The aggregates are computed in the warehouse over all of event_data for their day or
+month: a record that arrives weeks late counts as soon as it is stored.
+"""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from aquatech_assets import schemas
+from aquatech_assets.io_managers import PARTITION_EXPR, UNIQUE_KEY
+from aquatech_assets.parsing import parse_events, read_pull_files
+from aquatech_assets.partitions import LATENESS_DAYS, Partitions
+from aquatech_assets.resources import PullStore, Warehouse
+
+# Every asset here writes the one DuckDB file; the pool makes runs take turns.
+WAREHOUSE_POOL = "aquatech_warehouse"
+EVENT_DATES = "event_dates"
+PULL_HOURS_PER_RUN = 24
+FILES_LISTED_IN_METADATA = 50
+
+
+def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    return [
+        _build_pulls(partitions),
+        _build_aggregate(
+            "dau",
+            partitions.daily,
+            dg.TimeWindowPartitionMapping(end_offset=LATENESS_DAYS),
+            "event_date",
+            schemas.DAU,
+            "One row per event day (UTC): distinct users with any stored event that day.",
+        ),
+        _build_aggregate(
+            "event_activity",
+            partitions.daily,
+            dg.TimeWindowPartitionMapping(end_offset=LATENESS_DAYS),
+            "event_date",
+            schemas.EVENT_ACTIVITY,
+            "One row per (event day, event name): distinct events and distinct users.",
+        ),
+        _build_aggregate(
+            "mau",
+            partitions.monthly,
+            dg.TimeWindowPartitionMapping(end_offset=1),
+            "event_month",
+            schemas.MAU,
+            "One row per event month (UTC): distinct users with any stored event that month.",
+        ),
+    ]
+
+
+def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
+    hourly = partitions.hourly
+
+    @dg.multi_asset(
+        name="pulls",
+        specs=[
+            dg.AssetSpec(
+                "raw_events",
+                description="One row per record as pulled, as JSON text, by pull hour.",
+                partitions_def=hourly,
+                metadata={PARTITION_EXPR: "pulled_at"},
+            ).with_io_manager_key("io_manager"),
+            dg.AssetSpec(
+                "event_data",
+                description=(
+                    "One row per event (uuid), from its first delivery, with `timestamp` "
+                    "as `event_time`; partitioned by the pull hour that delivered it."
+                ),
+                deps=["raw_events"],
+                partitions_def=hourly,
+                metadata={PARTITION_EXPR: "pulled_at", UNIQUE_KEY: "uuid"},
+            ).with_io_manager_key("io_manager"),
+            dg.AssetSpec(
+                "rejected_events",
+                description="One row per record or file that could not be ingested, and why.",
+                deps=["raw_events"],
+                partitions_def=hourly,
+                metadata={PARTITION_EXPR: "pulled_at"},
+            ).with_io_manager_key("io_manager"),
+        ],
+        pool=WAREHOUSE_POOL,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PULL_HOURS_PER_RUN),
+    )
+    def pulls(context: dg.AssetExecutionContext, pull_store: PullStore):
+        """Reads the pull hours' files once and splits them into the three hourly tables."""
+        window = context.partition_time_window
+        listing = pull_store.pulls_between(window.start, window.end)
+        for name in listing.misnamed:
+            context.log.warning(f"skipped {name}: its name is not a pull stamp YYYYMMDD-HHMMSS")
+        raw = read_pull_files(listing.files)
+        parsed = parse_events(raw.records)
+        rejected = pl.concat([raw.rejected_files, parsed.rejected])
+        for row in raw.rejected_files.iter_rows(named=True):
+            context.log.warning(f"rejected file {row['source_file']}: {row['reason']}")
+
+        event_summary = summarize_events(parsed.events)
+        context.log.info(
+            f"pulls {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M}: "
+            f"{raw.files_read} files, {raw.records.height} records; {parsed.events.height} "
+            f"events, {rejected.height} rejected, {parsed.duplicates_dropped} duplicates dropped, "
+            f"{event_summary['late_records']} late; event dates "
+            f"{', '.join(event_summary[EVENT_DATES]) or 'none'}"
+        )
+        shared = {
+            "files_read": raw.files_read,
+            "files_skipped_misnamed": len(listing.misnamed),
+            "files_rejected": raw.rejected_files.height,
+            "records_read": raw.records.height,
+            "records_rejected": rejected.height,
+        }
+        if listing.files:
+            shared["files"] = dg.MetadataValue.json(
+                [pull.source_file for pull in listing.files[:FILES_LISTED_IN_METADATA]]
+            )
+        if listing.misnamed:
+            shared["misnamed_files"] = dg.MetadataValue.json(listing.misnamed)
+        yield dg.Output(raw.records, output_name="raw_events", metadata=shared)
+        yield dg.Output(
+            parsed.events,
+            output_name="event_data",
+            metadata={
+                **shared,
+                "duplicates_dropped": parsed.duplicates_dropped,
+                "late_records": event_summary["late_records"],
+                EVENT_DATES: dg.MetadataValue.json(event_summary[EVENT_DATES]),
+                "event_time_min": event_summary["event_time_min"],
+                "event_time_max": event_summary["event_time_max"],
+            },
+        )
+        yield dg.Output(rejected, output_name="rejected_events", metadata=shared)
+
+    return pulls
+
+
+def summarize_events(events: pl.DataFrame) -> dict:
+    """The event dates a batch touches, how many records are late, and its event-time range.
+
+    A record is late when its event day (UTC) is before the day it was pulled: it changes a
+    day's DAU after that day's own pulls were processed.
+    """
+    if events.is_empty():
+        return {"late_records": 0, EVENT_DATES: [], "event_time_min": "", "event_time_max": ""}
+    event_day = pl.col("event_time").dt.date()
+    summary = events.select(
+        late_records=(event_day < pl.col("pulled_at").dt.date()).sum(),
+        dates=event_day.unique().sort(),
+        low=pl.col("event_time").min(),
+        high=pl.col("event_time").max(),
+    )
+    first = summary.row(0, named=True)
+    return {
+        "late_records": int(first["late_records"]),
+        EVENT_DATES: [day.isoformat() for day in summary["dates"].to_list()],
+        "event_time_min": first["low"].isoformat(),
+        "event_time_max": first["high"].isoformat(),
+    }
+
+
+def _build_aggregate(
+    name: str,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    mapping: dg.TimeWindowPartitionMapping,
+    partition_column: str,
+    schema: pl.Schema,
+    description: str,
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        description=description,
+        partitions_def=partitions_def,
+        deps=[dg.AssetDep("event_data", partition_mapping=mapping)],
+        metadata={PARTITION_EXPR: partition_column},
+        pool=WAREHOUSE_POOL,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def aggregate(context: dg.AssetExecutionContext, warehouse: Warehouse) -> pl.DataFrame:
+        window = context.partition_time_window
+        if not warehouse.table_exists("event_data"):
+            context.log.warning("event_data does not exist yet: materialize pulls first")
+            return schema.to_frame()
+        frame = schemas.conform(warehouse.aggregate(name, window.start, window.end), schema)
+        context.log.info(
+            f"{name} for {window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d}: {frame.height} rows "
+            f"computed over event_data in the warehouse"
+        )
+        context.add_output_metadata(
+            {"partitions_touched": len(context.partition_keys), "computed_at": _now()}
+        )
+        return frame
+
+    return aggregate
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,157 @@
+"""`aquatech`: write sample pulls, materialize a range of pull hours, or run the whole demo."""
+
+import argparse
+import os
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from aquatech_assets import settings
+from aquatech_assets.definitions import build_definitions, warehouse_for
+from aquatech_assets.partitions import build_partitions
+from aquatech_assets.resources import PullStore
+from aquatech_assets.runs import materialize
+from aquatech_assets.sample_data import write_sample_pulls
+
+SAMPLE_START = date(2022, 10, 1)
+HOUR_FORMAT = "%Y-%m-%d-%H:%M"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return args.handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aquatech", description="AquaTech activity pipeline (Dagster + DuckDB)."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    sample = commands.add_parser("sample-data", help="write sample pulls under DIR/raw_data/")
+    sample.add_argument("dir", type=Path)
+    _sample_options(sample)
+    sample.set_defaults(handler=_sample_data)
+
+    run = commands.add_parser(
+        "materialize",
+        help="ingest pull hours (default: every hour with files), then recount what they touched",
+    )
+    run.add_argument("--from", dest="start", type=_hour, help="first pull hour, YYYY-MM-DD-HH:MM")
+    run.add_argument("--to", dest="end", type=_hour, help="last pull hour (inclusive)")
+    run.set_defaults(handler=_materialize)
+
+    demo = commands.add_parser(
+        "demo", help="sample pulls into DIR, materialize them into DuckDB, print DAU and MAU"
+    )
+    demo.add_argument("--dir", type=Path, default=Path("data"), help="default: ./data")
+    _sample_options(demo)
+    demo.set_defaults(handler=_demo)
+
+    report = commands.add_parser("report", help="print DAU and MAU from the warehouse")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def _sample_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start", type=date.fromisoformat, default=SAMPLE_START)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--events-per-day", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _hour(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, HOUR_FORMAT).replace(tzinfo=UTC)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a pull hour YYYY-MM-DD-HH:MM") from error
+
+
+def _sample_data(args: argparse.Namespace) -> int:
+    summary = write_sample_pulls(
+        args.dir,
+        args.start,
+        args.days,
+        users=args.users,
+        events_per_day=args.events_per_day,
+        seed=args.seed,
+    )
+    print(
+        f"wrote {summary.files} pulls under {args.dir / 'raw_data'}: {summary.records} records, "
+        f"{summary.events} events, {summary.late_records} late, {summary.redelivered} redelivered"
+    )
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    config = settings.Settings.from_env()
+    return _run(config, args.start, args.end)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    raw_data = args.dir / "raw_data"
+    if not raw_data.is_dir() or not any(raw_data.iterdir()):
+        _sample_data(argparse.Namespace(**{**vars(args), "dir": args.dir}))
+    else:
+        print(f"using the pulls already under {raw_data}")
+    os.environ.setdefault("AQUATECH_RAW_DATA", str(raw_data))
+    os.environ.setdefault("AQUATECH_DUCKDB_PATH", str(args.dir / "warehouse.duckdb"))
+    status = _run(settings.Settings.from_env(), None, None)
+    return status or _report(args)
+
+
+def _run(config: settings.Settings, start: datetime | None, end: datetime | None) -> int:
+    partitions = build_partitions(config.start_date)
+    defs = build_definitions(config)
+    hours = [
+        hour
+        for hour in PullStore().hours()
+        if (start is None or hour >= start) and (end is None or hour <= end)
+    ]
+    if not hours:
+        print(f"no pull files under {PullStore().resolved_root()} in the requested range")
+        return 0
+    print(
+        f"materializing {len(hours)} pull hours from {hours[0]:{HOUR_FORMAT}} to "
+        f"{hours[-1]:{HOUR_FORMAT}} into {config.warehouse} ({config.duckdb_path})"
+    )
+    with _instance() as instance:
+        summary = materialize(defs, partitions, instance, hours, print)
+    if summary.dates_outside_partitions:
+        days = ", ".join(day.isoformat() for day in summary.dates_outside_partitions)
+        print(f"not counted (no partition before AQUATECH_START_DATE or in the future): {days}")
+    if summary.failed:
+        print(f"{len(summary.failed)} of {len(summary.runs)} runs failed", file=sys.stderr)
+        return 1
+    print(f"{len(summary.runs)} runs succeeded")
+    return 0
+
+
+def _instance() -> dg.DagsterInstance:
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    print("DAGSTER_HOME is not set: runs are not kept after this command (see README)")
+    return dg.DagsterInstance.ephemeral()
+
+
+def _report(args: argparse.Namespace) -> int:
+    warehouse = warehouse_for(settings.Settings.from_env())
+    with pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True):
+        for table, column in (("dau", "event_date"), ("mau", "event_month")):
+            if not warehouse.table_exists(table):
+                print(f"{table}: not materialized yet")
+                continue
+            frame = warehouse.query(
+                f"SELECT {column}, {table} FROM {warehouse.qualified(table)} ORDER BY {column}"
+            )
+            print(f"\n{table.upper()}")
+            print(frame)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

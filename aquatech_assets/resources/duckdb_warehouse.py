@@ -1,0 +1,228 @@
+"""The embedded default warehouse: one DuckDB file, tables in schema `aquatech`."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import tenacity
+
+from aquatech_assets import aggregates, settings
+from aquatech_assets.resources.warehouse import (
+    PartitionWindow,
+    Warehouse,
+    WriteStats,
+    checked_identifier,
+)
+
+_logger = dg.get_dagster_logger()
+
+
+class DuckDBLockTimeout(RuntimeError):
+    pass
+
+
+class DuckDBWarehouse(Warehouse):
+    """A DuckDB file; `path` defaults to AQUATECH_DUCKDB_PATH, read when a run connects.
+
+    DuckDB lets one process at a time open a file for writing. Runs are serialized by a Dagster
+    pool; when another process holds the file anyway (a notebook, a second CLI), connecting waits,
+    logging how long, for up to `lock_timeout_seconds`.
+    """
+
+    path: str | None = None
+    schema_name: str = "aquatech"
+    lock_timeout_seconds: float = 600.0
+
+    def resolved_path(self) -> Path:
+        return Path(self.path or settings.duckdb_path()).expanduser().resolve()
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        path = self.resolved_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = self._open_waiting_for_lock(path)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def qualified(self, table: str) -> str:
+        return f'"{checked_identifier(self.schema_name)}"."{checked_identifier(table)}"'
+
+    def table_exists(self, table: str) -> bool:
+        if not self.resolved_path().exists():
+            return False
+        with self.connect() as connection:
+            return _table_exists(connection, self.schema_name, table)
+
+    def query(self, sql: str, params: dict | None = None) -> pl.DataFrame:
+        with self.connect() as connection:
+            return _utc(pl.from_arrow(connection.sql(sql, params=params).to_arrow_table()))
+
+    def aggregate(self, name: str, start: datetime, end: datetime) -> pl.DataFrame:
+        sql = aggregates.aggregate_sql(name, aggregates.DUCKDB, self.qualified("event_data"))
+        return self.query(sql, {"start": start, "end": end})
+
+    def read(self, table: str, window: PartitionWindow | None) -> pl.DataFrame:
+        sql = f"SELECT * FROM {self.qualified(table)}"
+        params = None
+        if window is not None:
+            column = checked_identifier(window.column)
+            sql += f' WHERE "{column}" >= $start AND "{column}" < $end'
+            params = {"start": window.start, "end": window.end}
+        return self.query(sql, params)
+
+    def replace(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        window: PartitionWindow | None,
+        unique_key: str | None = None,
+    ) -> WriteStats:
+        target = self.qualified(table)
+        with self.connect() as connection:
+            connection.register("incoming", frame.to_arrow())
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                self._ensure_table(connection, table)
+                stats = _replace_rows(connection, target, frame.height, window, unique_key)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            finally:
+                connection.unregister("incoming")
+        return stats
+
+    def _ensure_table(self, connection: duckdb.DuckDBPyConnection, table: str) -> None:
+        """Creates the table from the frame's types, or adds the columns it lacks, by name."""
+        target = self.qualified(table)
+        schema = checked_identifier(self.schema_name)
+        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        if not _table_exists(connection, schema, table):
+            connection.execute(f"CREATE TABLE {target} AS SELECT * FROM incoming LIMIT 0")
+            return
+        existing = {
+            row[0]
+            for row in connection.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = $schema AND table_name = $table",
+                {"schema": schema, "table": table},
+            ).fetchall()
+        }
+        for name, column_type, *_ in connection.sql("DESCRIBE incoming").fetchall():
+            if name not in existing:
+                column = checked_identifier(name)
+                connection.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {column_type}')
+
+    def _open_waiting_for_lock(self, path: Path) -> duckdb.DuckDBPyConnection:
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_lock_conflict),
+            wait=tenacity.wait_exponential(multiplier=0.2, max=5),
+            stop=tenacity.stop_after_delay(self.lock_timeout_seconds),
+            before_sleep=_log_lock_wait(path),
+            reraise=True,
+        )
+        try:
+            return retrying(duckdb.connect, str(path))
+        except duckdb.IOException as error:
+            if not _is_lock_conflict(error):
+                raise
+            raise DuckDBLockTimeout(
+                f"{path} stayed locked by another process for {self.lock_timeout_seconds:.0f} s "
+                f"({str(error).splitlines()[0]}). Close the other connection (a notebook, a BI "
+                "tool, another `aquatech materialize`) and re-run; the re-run is safe."
+            ) from error
+
+
+def _replace_rows(
+    connection: duckdb.DuckDBPyConnection,
+    target: str,
+    incoming_rows: int,
+    window: PartitionWindow | None,
+    unique_key: str | None,
+) -> WriteStats:
+    if window is None:
+        replaced = _count(connection.execute(f"DELETE FROM {target}"))
+        written = _count(connection.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming"))
+        return WriteStats(rows_written=written, rows_replaced=replaced)
+
+    column = checked_identifier(window.column)
+    bounds = {"start": window.start, "end": window.end}
+    replaced = _count(
+        connection.execute(
+            f'DELETE FROM {target} WHERE "{column}" >= $start AND "{column}" < $end', bounds
+        )
+    )
+    if unique_key is None:
+        written = _count(connection.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming"))
+        return WriteStats(rows_written=written, rows_replaced=replaced)
+
+    key = checked_identifier(unique_key)
+    written = _count(
+        connection.execute(
+            f"""
+            INSERT INTO {target} BY NAME
+            SELECT * FROM incoming AS i
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {target} AS stored
+                WHERE stored."{key}" = i."{key}" AND stored."{column}" < $start
+            )
+            """,
+            {"start": window.start},
+        )
+    )
+    later = _count(
+        connection.execute(
+            f'DELETE FROM {target} WHERE "{column}" >= $end '
+            f'AND "{key}" IN (SELECT "{key}" FROM incoming)',
+            {"end": window.end},
+        )
+    )
+    return WriteStats(
+        rows_written=written,
+        rows_replaced=replaced,
+        redeliveries_dropped=incoming_rows - written,
+        later_deliveries_removed=later,
+    )
+
+
+def _count(result: duckdb.DuckDBPyConnection) -> int:
+    rows = result.fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def _table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    rows = connection.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = $schema AND table_name = $table",
+        {"schema": schema, "table": table},
+    ).fetchall()
+    return rows[0][0] > 0
+
+
+def _utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps in UTC: DuckDB hands TIMESTAMPTZ over in the session's zone."""
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+    )
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def _log_lock_wait(path: Path):
+    def log(state: tenacity.RetryCallState) -> None:
+        _logger.warning(
+            f"waiting for {path}: another process holds DuckDB's write lock "
+            f"(waited {state.seconds_since_start:.1f} s so far)"
+        )
+
+    return log

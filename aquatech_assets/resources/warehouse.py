@@ -1,0 +1,70 @@
+"""What every warehouse offers the assets and the IO manager, whatever engine is behind it."""
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import dagster as dg
+import polars as pl
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class PartitionWindow:
+    """Rows whose `column` lies in [start, end) make up the partitions being replaced."""
+
+    column: str
+    start: datetime | date
+    end: datetime | date
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    rows_written: int
+    rows_replaced: int
+    redeliveries_dropped: int = 0
+    later_deliveries_removed: int = 0
+
+
+def checked_identifier(name: str) -> str:
+    """A table or column name, refused unless it is a plain lower-case identifier."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a plain lower-case identifier; refusing to use it in SQL")
+    return name
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The interface both warehouses implement, so assets and the IO manager never name one."""
+
+    def table_exists(self, table: str) -> bool:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: dict | None = None) -> pl.DataFrame:
+        """Runs SQL in the warehouse and returns its (small) result."""
+        raise NotImplementedError
+
+    def aggregate(self, name: str, start: datetime, end: datetime) -> pl.DataFrame:
+        """The aggregate `name` over event_data rows with event_time in [start, end)."""
+        raise NotImplementedError
+
+    def replace(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        window: PartitionWindow | None,
+        unique_key: str | None = None,
+    ) -> WriteStats:
+        """Replaces the window's rows (the whole table without one) with `frame`, atomically.
+
+        With `unique_key`, a key already stored from an earlier window keeps that row, and the
+        rows of later windows with a key of `frame` are removed: the earliest window wins
+        whatever order windows are written in.
+        """
+        raise NotImplementedError
+
+    def read(self, table: str, window: PartitionWindow | None) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def qualified(self, table: str) -> str:
+        raise NotImplementedError

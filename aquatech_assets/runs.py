@@ -1,0 +1,93 @@
+"""The runs `aquatech materialize` launches: pull hours first, then what they touched.
+
+The same rule as the late-data sensor decides the second step, so a range materialized from the
+command line ends in the same tables as one left to the sensor.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import groupby
+
+import dagster as dg
+
+from aquatech_assets.jobs import INGEST_JOB
+from aquatech_assets.partitions import Partitions, key_ranges
+from aquatech_assets.sensors import EVENT_DATA, aggregate_run_requests, event_dates_of
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class MaterializeSummary:
+    runs: list[tuple[str, str, bool]] = field(default_factory=list)
+    event_dates: set[date] = field(default_factory=set)
+    dates_outside_partitions: list[date] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[tuple[str, str, bool]]:
+        return [run for run in self.runs if not run[2]]
+
+
+def hour_chunks(hours: list[datetime], partitions: Partitions) -> list[dg.PartitionKeyRange]:
+    """Runs of adjacent pull hours that have files, cut at each UTC day: one run per pull day."""
+    ranges, _ = key_ranges(hours, partitions.hourly)
+    chunks = []
+    for key_range in ranges:
+        keys = partitions.hourly.get_partition_keys_in_range(key_range)
+        for _, day_keys in groupby(keys, key=lambda key: key[:10]):
+            day_keys = list(day_keys)
+            chunks.append(dg.PartitionKeyRange(day_keys[0], day_keys[-1]))
+    return chunks
+
+
+def materialize(
+    defs: dg.Definitions,
+    partitions: Partitions,
+    instance: dg.DagsterInstance,
+    hours: list[datetime],
+    report: Callable[[str], None],
+) -> MaterializeSummary:
+    """Ingests the pull hours, then recounts every day and month their events fall on."""
+    summary = MaterializeSummary()
+    ingest = defs.resolve_job_def(INGEST_JOB)
+    for chunk in hour_chunks(hours, partitions):
+        result = _execute(ingest, chunk, instance)
+        summary.runs.append((INGEST_JOB, _label(chunk), result.success))
+        report(f"{INGEST_JOB} {_label(chunk)}: {'ok' if result.success else 'FAILED'}")
+        for materialization in result.asset_materializations_for_node("pulls"):
+            if materialization.asset_key == EVENT_DATA:
+                summary.event_dates |= event_dates_of(materialization.metadata)
+
+    requests, summary.dates_outside_partitions = aggregate_run_requests(
+        summary.event_dates, partitions
+    )
+    for request in requests:
+        key_range = request.partition_key_range or dg.PartitionKeyRange(
+            request.partition_key, request.partition_key
+        )
+        result = _execute(defs.resolve_job_def(request.job_name), key_range, instance)
+        summary.runs.append((request.job_name, _label(key_range), result.success))
+        report(f"{request.job_name} {_label(key_range)}: {'ok' if result.success else 'FAILED'}")
+    return summary
+
+
+def _execute(
+    job: dg.JobDefinition, key_range: dg.PartitionKeyRange, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
+    if key_range.start == key_range.end:
+        return job.execute_in_process(
+            instance=instance, partition_key=key_range.start, raise_on_error=False
+        )
+    return job.execute_in_process(
+        instance=instance,
+        tags={RANGE_START: key_range.start, RANGE_END: key_range.end},
+        raise_on_error=False,
+    )
+
+
+def _label(key_range: dg.PartitionKeyRange) -> str:
+    if key_range.start == key_range.end:
+        return key_range.start
+    return f"{key_range.start}...{key_range.end}"

@@ -1,0 +1,49 @@
+"""The environment variables of CONTRACT.md, read when a run or a command starts.
+
+Nothing here runs at import time, so importing the package never depends on the shell it was
+imported from; the definitions and each resource call these functions when they are used.
+"""
+
+import os
+from dataclasses import dataclass
+from datetime import date
+
+DEFAULT_RAW_DATA = "data/raw_data"
+DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+DEFAULT_START_DATE = "2022-09-01"
+WAREHOUSES = ("duckdb", "bigquery")
+
+
+@dataclass(frozen=True)
+class Settings:
+    raw_data: str
+    warehouse: str
+    duckdb_path: str
+    start_date: date
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        warehouse = os.environ.get("AQUATECH_WAREHOUSE", "duckdb").strip().lower()
+        if warehouse not in WAREHOUSES:
+            raise ValueError(
+                f"AQUATECH_WAREHOUSE={warehouse!r} is not one of {', '.join(WAREHOUSES)}."
+            )
+        start = os.environ.get("AQUATECH_START_DATE", DEFAULT_START_DATE)
+        try:
+            start_date = date.fromisoformat(start)
+        except ValueError as error:
+            raise ValueError(f"AQUATECH_START_DATE={start!r} is not a YYYY-MM-DD date.") from error
+        return cls(
+            raw_data=raw_data_location(),
+            warehouse=warehouse,
+            duckdb_path=duckdb_path(),
+            start_date=start_date,
+        )
+
+
+def raw_data_location() -> str:
+    return os.environ.get("AQUATECH_RAW_DATA") or DEFAULT_RAW_DATA
+
+
+def duckdb_path() -> str:
+    return os.environ.get("AQUATECH_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH
