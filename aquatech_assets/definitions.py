@@ -32,7 +32,7 @@ def build_definitions(
 ) -> dg.Definitions:
     """The project's definitions; `raw_data` and `duckdb_path` override the environment."""
     partitions = build_partitions(settings.start_date)
-    jobs = build_jobs(partitions)
+    jobs = build_jobs()
     warehouse = warehouse_for(settings, duckdb_path)
     return dg.Definitions(
         assets=build_assets(partitions),

@@ -50,7 +50,9 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = context.asset_key.path[-1]
-        metadata = (context.upstream_output.definition_metadata or {}) if context.upstream_output else {}
+        metadata = (
+            (context.upstream_output.definition_metadata or {}) if context.upstream_output else {}
+        )
         window = None
         if context.has_asset_partitions and metadata.get(PARTITION_EXPR):
             time_window = context.asset_partitions_time_window

@@ -2,31 +2,27 @@
 
 import dagster as dg
 
-from aquatech_assets.partitions import Partitions
 
 INGEST_JOB = "ingest_job"
 DAILY_JOB = "daily_aggregates_job"
 MONTHLY_JOB = "monthly_aggregates_job"
 
 
-def build_jobs(partitions: Partitions) -> dict:
+def build_jobs() -> dict:
     return {
         INGEST_JOB: dg.define_asset_job(
             INGEST_JOB,
             selection=dg.AssetSelection.assets("raw_events", "event_data", "rejected_events"),
-            partitions_def=partitions.hourly,
             description="Parse pull hours into raw_events, event_data and rejected_events.",
         ),
         DAILY_JOB: dg.define_asset_job(
             DAILY_JOB,
             selection=dg.AssetSelection.assets("dau", "event_activity"),
-            partitions_def=partitions.daily,
             description="Recount dau and event_activity for event days.",
         ),
         MONTHLY_JOB: dg.define_asset_job(
             MONTHLY_JOB,
             selection=dg.AssetSelection.assets("mau"),
-            partitions_def=partitions.monthly,
             description="Recount mau for event months.",
         ),
     }

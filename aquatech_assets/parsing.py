@@ -235,9 +235,7 @@ def _read_json(
     return frame
 
 
-def _salvage(
-    json_format: str, pull: PullFile, problem: str, rejected: list[dict]
-) -> pl.DataFrame:
+def _salvage(json_format: str, pull: PullFile, problem: str, rejected: list[dict]) -> pl.DataFrame:
     """The complete records in front of the break of a broken file; the file itself is rejected."""
     data = pull.path.read_bytes()
     if data.startswith(BOM):

@@ -31,14 +31,17 @@ class MaterializeSummary:
 
 
 def hour_chunks(hours: list[datetime], partitions: Partitions) -> list[dg.PartitionKeyRange]:
-    """Runs of adjacent pull hours that have files, cut at each UTC day: one run per pull day."""
-    ranges, _ = key_ranges(hours, partitions.hourly)
+    """One run per UTC pull day, from its first to its last hour with files.
+
+    Hours in between without files are included: materializing them stores nothing, and a day
+    costs one run however sparse its pulls are.
+    """
     chunks = []
-    for key_range in ranges:
-        keys = partitions.hourly.get_partition_keys_in_range(key_range)
-        for _, day_keys in groupby(keys, key=lambda key: key[:10]):
-            day_keys = list(day_keys)
-            chunks.append(dg.PartitionKeyRange(day_keys[0], day_keys[-1]))
+    for _, day_hours in groupby(sorted(hours), key=lambda hour: hour.date()):
+        day_hours = list(day_hours)
+        ranges, _ = key_ranges([day_hours[0], day_hours[-1]], partitions.hourly)
+        if ranges:
+            chunks.append(dg.PartitionKeyRange(ranges[0].start, ranges[-1].end))
     return chunks
 
 

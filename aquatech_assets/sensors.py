@@ -85,7 +85,9 @@ def build_late_data_sensor(partitions: Partitions, jobs: dict) -> dg.SensorDefin
 def _run_request(
     job: str, key_range: dg.PartitionKeyRange, run_key_prefix: str | None
 ) -> dg.RunRequest:
-    run_key = f"{run_key_prefix}:{job}:{key_range.start}..{key_range.end}" if run_key_prefix else None
+    run_key = (
+        f"{run_key_prefix}:{job}:{key_range.start}..{key_range.end}" if run_key_prefix else None
+    )
     if key_range.start == key_range.end:
         return dg.RunRequest(run_key=run_key, job_name=job, partition_key=key_range.start)
     return dg.RunRequest(

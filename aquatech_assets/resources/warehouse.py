@@ -30,7 +30,9 @@ class WriteStats:
 def checked_identifier(name: str) -> str:
     """A table or column name, refused unless it is a plain lower-case identifier."""
     if not _IDENTIFIER.match(name):
-        raise ValueError(f"{name!r} is not a plain lower-case identifier; refusing to use it in SQL")
+        raise ValueError(
+            f"{name!r} is not a plain lower-case identifier; refusing to use it in SQL"
+        )
     return name
 
 
