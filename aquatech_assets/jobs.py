@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-
 INGEST_JOB = "ingest_job"
 DAILY_JOB = "daily_aggregates_job"
 MONTHLY_JOB = "monthly_aggregates_job"

@@ -1,0 +1,134 @@
+"""`aquatech` as a user runs it: generated pulls, `materialize`, then a late pull."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from aquatech_assets_tests import independent
+
+REPO = Path(__file__).resolve().parents[1]
+AQUATECH = [sys.executable, "-m", "aquatech_assets.cli"]
+
+
+def run(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        AQUATECH + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def user_env(tmp_path: Path) -> dict:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    return {
+        **os.environ,
+        "AQUATECH_RAW_DATA": str(tmp_path / "raw_data"),
+        "AQUATECH_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+def stored(path: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.sql(sql).fetchall()
+
+
+def assert_tables_match(database: Path, answers: independent.Answers) -> None:
+    dau = dict(stored(database, "SELECT event_date, dau FROM aquatech.dau"))
+    mau = dict(stored(database, "SELECT event_month, mau FROM aquatech.mau"))
+    activity = {
+        (day, name): (events, users)
+        for day, name, events, users in stored(
+            database, "SELECT event_date, event, events, users FROM aquatech.event_activity"
+        )
+    }
+    assert dau == answers.dau
+    assert mau == answers.mau
+    assert activity == answers.activity
+    assert stored(database, "SELECT count(*) FROM aquatech.event_data") == [(answers.events,)]
+
+
+def runs_launched(stdout: str) -> list[str]:
+    return re.findall(r"^(\w+_job \S+): ok$", stdout, flags=re.MULTILINE)
+
+
+def test_generated_days_then_a_late_pull_match_an_independent_count(tmp_path):
+    env = user_env(tmp_path)
+    run(["sample-data", str(tmp_path), "--start", "2022-10-01", "--days", "3"], env, tmp_path)
+
+    first = run(["materialize"], env, tmp_path)
+
+    database = tmp_path / "warehouse.duckdb"
+    answers = independent.count(tmp_path / "raw_data")
+    assert 55_000 < answers.events < 65_000
+    assert answers.dau[date(2022, 10, 2)] > 1000
+    assert_tables_match(database, answers)
+    assert "ingest_job 2022-10-01-00:00...2022-10-01-23:00" in runs_launched(first.stdout)
+
+    stamps = dict(stored(database, "SELECT event_date, dl_updated_at FROM aquatech.dau"))
+    late = tmp_path / "raw_data" / "2022-10-05" / "20221005-120000.json"
+    late.parent.mkdir()
+    late.write_text(
+        json.dumps(
+            [
+                {"uuid": "late-1", "distinct_id": "900001", "event": "$identify",
+                 "timestamp": "2022-09-20T08:00:00Z", "elements": []},
+                {"uuid": "late-2", "distinct_id": "900002", "event": "$pageview",
+                 "timestamp": "2022-09-25T08:00:00Z", "elements": []},
+                {"uuid": "late-3", "distinct_id": "900003", "event": "$pageview",
+                 "timestamp": "2022-10-02T08:00:00Z", "elements": []},
+                {"uuid": "now-1", "distinct_id": "900004", "event": "$pageview",
+                 "timestamp": "2022-10-05T11:59:00Z", "elements": []},
+            ]
+        )
+    )  # fmt: skip
+
+    second = run(["materialize", "--from", "2022-10-05-12:00", "--to", "2022-10-05-12:00"], env,
+                 tmp_path)  # fmt: skip
+
+    assert runs_launched(second.stdout) == [
+        "ingest_job 2022-10-05-12:00",
+        "daily_aggregates_job 2022-09-20",
+        "daily_aggregates_job 2022-09-25",
+        "daily_aggregates_job 2022-10-02",
+        "daily_aggregates_job 2022-10-05",
+        "monthly_aggregates_job 2022-09-01...2022-10-01",
+    ]
+    assert_tables_match(database, independent.count(tmp_path / "raw_data"))
+    after = dict(stored(database, "SELECT event_date, dl_updated_at FROM aquatech.dau"))
+    touched = {date(2022, 9, 20), date(2022, 9, 25), date(2022, 10, 2), date(2022, 10, 5)}
+    assert {day for day in after if after[day] != stamps.get(day)} == touched
+
+
+def test_materialize_records_its_runs_in_dagster_home(tmp_path, monkeypatch):
+    env = user_env(tmp_path)
+    run(["sample-data", str(tmp_path), "--days", "1", "--events-per-day", "500"], env, tmp_path)
+
+    result = run(["materialize"], env, tmp_path)
+
+    launched = runs_launched(result.stdout)
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+    with dg.DagsterInstance.get() as instance:
+        recorded = instance.get_runs()
+    assert len(recorded) == len(launched) >= 3
+    assert {run.status for run in recorded} == {dg.DagsterRunStatus.SUCCESS}
+    assert f"{len(launched)} runs succeeded" in result.stdout
+
+
+def test_materialize_with_nothing_to_do_says_so_and_succeeds(tmp_path):
+    env = user_env(tmp_path)
+    (tmp_path / "raw_data").mkdir()
+
+    result = run(["materialize"], env, tmp_path)
+
+    assert "no pull files" in result.stdout
