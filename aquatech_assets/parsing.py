@@ -221,7 +221,7 @@ def _read_json(
         SELECT f.source_file, f.pulled_at,
             row_number() OVER (PARTITION BY r.filename ORDER BY r.ordinality) - 1
                 AS record_index,
-            CAST(r.raw AS VARCHAR) AS raw
+            coalesce(CAST(r.raw AS VARCHAR), 'null') AS raw
         FROM read_json(
             $files, format = '{json_format}', records = false,
             columns = {{'raw': 'JSON'}}, filename = true
@@ -236,7 +236,12 @@ def _read_json(
 
 
 def _salvage(json_format: str, pull: PullFile, problem: str, rejected: list[dict]) -> pl.DataFrame:
-    """The complete records in front of the break of a broken file; the file itself is rejected."""
+    """Reads a file DuckDB refused with ijson, value by value.
+
+    DuckDB refuses whole files for some shapes that are still JSON (a bare number on a line of
+    newline-delimited objects); those are read in full and not rejected. A file that really
+    breaks keeps the complete records in front of the break and is rejected with DuckDB's reason.
+    """
     data = pull.path.read_bytes()
     if data.startswith(BOM):
         data = data[len(BOM) :]
@@ -247,11 +252,10 @@ def _salvage(json_format: str, pull: PullFile, problem: str, rejected: list[dict
         for record in records:
             kept.append(json.dumps(record, ensure_ascii=False))
     except Exception:  # ijson raises several unrelated types; DuckDB's message says more
-        pass
-    reason = f"file does not parse: {problem}"
-    if kept:
-        reason += f"; the {len(kept)} complete records before the break were kept"
-    rejected.append(_file_rejection(pull, reason, data))
+        reason = f"file does not parse: {problem}"
+        if kept:
+            reason += f"; the {len(kept)} complete records before the break were kept"
+        rejected.append(_file_rejection(pull, reason, data))
     return pl.DataFrame(
         {
             "source_file": [pull.source_file] * len(kept),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-PULL_NAME = re.compile(r"^(\d{8})-(\d{6})\.json$")
+PULL_NAME = re.compile(r"(\d{8})-(\d{6})\.json")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class PullListing:
 
 def pulled_at_from_name(name: str) -> datetime | None:
     """The UTC pull time a file name stands for, or None when the name is not a pull stamp."""
-    match = PULL_NAME.match(name)
+    match = PULL_NAME.fullmatch(name)
     if match is None:
         return None
     try:

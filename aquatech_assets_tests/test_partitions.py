@@ -1,0 +1,64 @@
+"""Instants to runs of adjacent partition keys, and pull hours to one ingest run per day."""
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+
+from aquatech_assets.partitions import build_partitions, key_ranges
+from aquatech_assets.runs import hour_chunks
+
+PARTITIONS = build_partitions(date(2022, 9, 1))
+
+
+def test_days_three_four_and_nine_become_two_daily_ranges():
+    instants = [
+        datetime(2022, 10, 9, 12, tzinfo=UTC),
+        datetime(2022, 10, 3, 0, tzinfo=UTC),
+        datetime(2022, 10, 4, 23, 59, 59, tzinfo=UTC),
+        datetime(2022, 10, 3, 18, 30, tzinfo=UTC),
+    ]
+
+    ranges, outside = key_ranges(instants, PARTITIONS.daily)
+
+    assert ranges == [
+        dg.PartitionKeyRange("2022-10-03", "2022-10-04"),
+        dg.PartitionKeyRange("2022-10-09", "2022-10-09"),
+    ]
+    assert outside == []
+
+
+def test_instants_before_the_start_date_or_past_the_last_partition_are_outside():
+    before = datetime(2022, 8, 31, 23, 59, 59, tzinfo=UTC)
+    far_future = datetime(2100, 1, 1, tzinfo=UTC)
+    first = datetime(2022, 9, 1, 0, 0, tzinfo=UTC)
+
+    ranges, outside = key_ranges([before, first, far_future], PARTITIONS.daily)
+
+    assert ranges == [dg.PartitionKeyRange("2022-09-01", "2022-09-01")]
+    assert outside == [before, far_future]
+
+
+def test_the_end_of_september_and_the_first_of_october_are_one_monthly_range():
+    instants = [datetime(2022, 9, 28, 10, tzinfo=UTC), datetime(2022, 10, 1, 0, tzinfo=UTC)]
+
+    ranges, outside = key_ranges(instants, PARTITIONS.monthly)
+
+    assert ranges == [dg.PartitionKeyRange("2022-09-01", "2022-10-01")]
+    assert outside == []
+
+
+def test_hour_chunks_make_one_range_per_utc_pull_day_from_its_first_to_its_last_hour():
+    hours = [
+        datetime(2022, 10, 2, 0, tzinfo=UTC),
+        datetime(2022, 10, 1, 23, tzinfo=UTC),
+        datetime(2022, 10, 1, 9, tzinfo=UTC),
+    ]
+
+    assert hour_chunks(hours, PARTITIONS) == [
+        dg.PartitionKeyRange("2022-10-01-09:00", "2022-10-01-23:00"),
+        dg.PartitionKeyRange("2022-10-02-00:00", "2022-10-02-00:00"),
+    ]
+
+
+def test_no_pull_hours_make_no_chunks():
+    assert hour_chunks([], PARTITIONS) == []
