@@ -5,6 +5,7 @@ file once. The aggregates are computed in the warehouse over all of event_data f
 month: a record that arrives weeks late counts as soon as it is stored.
 """
 
+import warnings
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -24,6 +25,14 @@ FILES_LISTED_IN_METADATA = 50
 
 
 def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
+    # backfill_policy is beta in dagster 1.13 and would warn at every code load; the pin in
+    # pyproject.toml and the range-run tests stand behind its use here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _build_assets(partitions)
+
+
+def _build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
     return [
         _build_pulls(partitions),
         _build_aggregate(

@@ -103,16 +103,20 @@ LATE_PULL = {
 }
 
 
+def write_file(path: Path, content: bytes | str | list | dict) -> None:
+    """Writes bytes and text as they are, anything else as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+
+
 def write_pulls(raw_data: Path, pulls: dict) -> None:
     for name, content in pulls.items():
-        path = raw_data / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+        write_file(raw_data / name, content)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 from aquatech_assets import schemas
 from aquatech_assets.parsing import ParsedEvents, RawPulls, parse_events, read_pull_files
 from aquatech_assets.pulls import PullFile
+from aquatech_assets_tests.conftest import write_file
 
 BOM = b"\xef\xbb\xbf"
 PULLED_AT = datetime(2022, 10, 13, 3, 5, tzinfo=UTC)
@@ -34,14 +35,9 @@ def compact(value) -> str:
 def write_pull(
     folder: Path, name: str, content: bytes | str | list | dict, pulled_at: datetime = PULLED_AT
 ) -> PullFile:
-    """Writes bytes and text as they are, anything else as JSON; returns the file as a pull."""
+    """Writes the file (see `write_file`) and returns it as a pull."""
     path = folder / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    elif isinstance(content, str):
-        path.write_text(content, encoding="utf-8")
-    else:
-        path.write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+    write_file(path, content)
     return PullFile(path=path, source_file=f"2022-10-13/{name}", pulled_at=pulled_at)
 
 
