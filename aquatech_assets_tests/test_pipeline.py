@@ -224,3 +224,24 @@ def test_the_machine_time_zone_really_is_the_one_under_test():
     with duckdb.connect() as connection:
         zone = connection.sql("SELECT current_setting('TimeZone')").fetchall()[0][0]
     assert zone == os.environ["AQUATECH_EXPECT_TZ"]
+
+
+def test_a_downstream_asset_loads_one_hour_of_event_data_through_the_io_manager(pipeline):
+    write_pulls(pipeline.raw_data, BASE_PULLS)
+    pipeline.materialize()
+    seen = {}
+
+    @dg.asset(partitions_def=pipeline.partitions.hourly)
+    def hour_users(event_data) -> None:
+        seen["users"] = sorted(event_data["distinct_id"].to_list())
+
+    result = dg.materialize(
+        [*pipeline.defs.assets, hour_users],
+        selection=[hour_users],
+        partition_key="2022-10-01-23:00",
+        resources=pipeline.defs.resources,
+        instance=pipeline.instance,
+    )
+
+    assert result.success
+    assert seen["users"] == ["bob", "carol"]
