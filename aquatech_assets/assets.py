@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 
 from aquatech_assets import schemas
-from aquatech_assets.io_managers import PARTITION_EXPR, UNIQUE_KEY
+from aquatech_assets.io_managers import DATES_OF, PARTITION_EXPR, UNIQUE_KEY
 from aquatech_assets.parsing import parse_events, read_pull_files
 from aquatech_assets.partitions import LATENESS_DAYS, Partitions
 from aquatech_assets.resources import PullStore, Warehouse
@@ -82,7 +82,7 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
                 ),
                 deps=["raw_events"],
                 partitions_def=hourly,
-                metadata={PARTITION_EXPR: "pulled_at", UNIQUE_KEY: "uuid"},
+                metadata={PARTITION_EXPR: "pulled_at", UNIQUE_KEY: "uuid", DATES_OF: "event_time"},
             ).with_io_manager_key("io_manager"),
             dg.AssetSpec(
                 "rejected_events",
@@ -99,26 +99,28 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
         """Reads the pull hours' files once and splits them into the three hourly tables."""
         window = context.partition_time_window
         listing = pull_store.pulls_between(window.start, window.end)
-        for name in listing.misnamed:
-            context.log.warning(f"skipped {name}: its name is not a pull stamp YYYYMMDD-HHMMSS")
+        for skipped in listing.skipped:
+            context.log.warning(f"skipped {skipped}")
         raw = read_pull_files(listing.files)
         parsed = parse_events(raw.records)
-        rejected = pl.concat([raw.rejected_files, parsed.rejected])
-        for row in raw.rejected_files.iter_rows(named=True):
+        rejected = pl.concat([raw.rejected, parsed.rejected])
+        unreadable_files = raw.rejected.filter(pl.col("record_index").is_null())
+        for row in unreadable_files.iter_rows(named=True):
             context.log.warning(f"rejected file {row['source_file']}: {row['reason']}")
 
         event_summary = summarize_events(parsed.events)
         context.log.info(
             f"pulls {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M}: "
             f"{raw.files_read} files, {raw.records.height} records; {parsed.events.height} "
-            f"events, {rejected.height} rejected, {parsed.duplicates_dropped} duplicates dropped, "
+            f"distinct uuids, {rejected.height} rejected, {parsed.duplicates_dropped} repeats "
+            "within these pulls dropped, "
             f"{event_summary['late_records']} late; event dates "
             f"{', '.join(event_summary[EVENT_DATES]) or 'none'}"
         )
         shared = {
             "files_read": raw.files_read,
-            "files_skipped_misnamed": len(listing.misnamed),
-            "files_rejected": raw.rejected_files.height,
+            "files_skipped": len(listing.skipped),
+            "files_rejected": unreadable_files.height,
             "records_read": raw.records.height,
             "records_rejected": rejected.height,
         }
@@ -126,8 +128,8 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
             shared["files"] = dg.MetadataValue.json(
                 [pull.source_file for pull in listing.files[:FILES_LISTED_IN_METADATA]]
             )
-        if listing.misnamed:
-            shared["misnamed_files"] = dg.MetadataValue.json(listing.misnamed)
+        if listing.skipped:
+            shared["skipped_files"] = dg.MetadataValue.json([str(path) for path in listing.skipped])
         yield dg.Output(raw.records, output_name="raw_events", metadata=shared)
         yield dg.Output(
             parsed.events,

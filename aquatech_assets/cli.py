@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import polars as pl
 from aquatech_assets import settings
 from aquatech_assets.definitions import build_definitions, warehouse_for
 from aquatech_assets.partitions import build_partitions
-from aquatech_assets.resources import PullStore
-from aquatech_assets.runs import materialize
+from aquatech_assets.resources import DuckDBWarehouse, PullStore
+from aquatech_assets.runs import materialize, requested_hours
 from aquatech_assets.sample_data import write_sample_pulls
 
 SAMPLE_START = date(2022, 10, 1)
@@ -22,7 +23,10 @@ HOUR_FORMAT = "%Y-%m-%d-%H:%M"
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except settings.SettingsError as error:
+        return _fail(str(error), 2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,30 +109,55 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(config: settings.Settings, start: datetime | None, end: datetime | None) -> int:
-    partitions = build_partitions(config.start_date)
-    defs = build_definitions(config)
-    hours = [
-        hour
-        for hour in PullStore().hours()
-        if (start is None or hour >= start) and (end is None or hour <= end)
-    ]
+    if start and end and start > end:
+        return _fail(f"--from {start:{HOUR_FORMAT}} is after --to {end:{HOUR_FORMAT}}", 2)
+    store = PullStore()
+    root = store.resolved_root()
+    if not root.is_dir():
+        return _fail(f"no pull folder at {root}: set AQUATECH_RAW_DATA to the folder pulls land in")
+    scan = store.scan()
+    _warn_each(f"{len(scan.skipped)} paths under {root} are not read", map(str, scan.skipped))
+    hours = requested_hours(scan.hours, start, end)
     if not hours:
-        print(f"no pull files under {PullStore().resolved_root()} in the requested range")
+        print(f"no pull files under {root} in the requested range")
         return 0
     print(
         f"materializing {len(hours)} pull hours from {hours[0]:{HOUR_FORMAT}} to "
         f"{hours[-1]:{HOUR_FORMAT}} into {config.warehouse} ({config.duckdb_path})"
     )
     with _instance() as instance:
-        summary = materialize(defs, partitions, instance, hours, print)
-    if summary.dates_outside_partitions:
-        days = ", ".join(day.isoformat() for day in summary.dates_outside_partitions)
-        print(f"not counted (no partition before AQUATECH_START_DATE or in the future): {days}")
+        summary = materialize(
+            build_definitions(config), build_partitions(config.start_date), instance, hours, print
+        )
+    _warn_each(
+        f"{len(summary.hours_outside_partitions)} pull hours were not read: they are before "
+        f"AQUATECH_START_DATE={config.start_date} or in the future",
+        (f"{hour:{HOUR_FORMAT}}" for hour in summary.hours_outside_partitions),
+    )
+    _warn_each(
+        f"{len(summary.dates_outside_partitions)} event dates are stored in event_data but not "
+        "counted: they are before AQUATECH_START_DATE or in the future",
+        (day.isoformat() for day in summary.dates_outside_partitions),
+    )
     if summary.failed:
-        print(f"{len(summary.failed)} of {len(summary.runs)} runs failed", file=sys.stderr)
-        return 1
+        return _fail(f"{len(summary.failed)} of {len(summary.runs)} runs failed")
     print(f"{len(summary.runs)} runs succeeded")
     return 0
+
+
+def _warn_each(headline: str, items: Iterable[str], shown: int = 20) -> None:
+    items = list(items)
+    if items:
+        print(f"warning: {headline}:", file=sys.stderr)
+        for item in items[:shown]:
+            print(f"  {item}", file=sys.stderr)
+        if len(items) > shown:
+            print(f"  ... and {len(items) - shown} more", file=sys.stderr)
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"aquatech: {message}", file=sys.stderr)
+    return status
 
 
 def _instance() -> dg.DagsterInstance:
@@ -140,6 +169,8 @@ def _instance() -> dg.DagsterInstance:
 
 def _report(args: argparse.Namespace) -> int:
     warehouse = warehouse_for(settings.Settings.from_env())
+    if isinstance(warehouse, DuckDBWarehouse) and not warehouse.resolved_path().exists():
+        return _fail(f"no DuckDB file at {warehouse.resolved_path()}: run `aquatech materialize`")
     with pl.Config(tbl_rows=40, tbl_hide_dataframe_shape=True):
         for table, column in (("dau", "event_date"), ("mau", "event_month")):
             if not warehouse.table_exists(table):

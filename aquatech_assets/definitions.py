@@ -13,12 +13,12 @@ from aquatech_assets.jobs import build_jobs
 from aquatech_assets.partitions import build_partitions
 from aquatech_assets.resources import DuckDBWarehouse, PullStore, Warehouse
 from aquatech_assets.sensors import build_late_data_sensor
-from aquatech_assets.settings import Settings
+from aquatech_assets.settings import Settings, SettingsError
 
 
 def warehouse_for(settings: Settings, duckdb_path: str | None = None) -> Warehouse:
     if settings.warehouse == "bigquery":
-        raise NotImplementedError(
+        raise SettingsError(
             "AQUATECH_WAREHOUSE=bigquery is not built yet; unset it to use the DuckDB default."
         )
     return DuckDBWarehouse(path=duckdb_path)

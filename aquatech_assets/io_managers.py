@@ -1,7 +1,8 @@
 """One IO manager for every table, writing polars frames through whichever warehouse is chosen.
 
 Assets declare how their table is partitioned with the usual `partition_expr` metadata (the
-column holding the partition's time), and event_data adds `aquatech/unique_key`. The IO manager
+column holding the partition's time); event_data adds `aquatech/unique_key` (one row per uuid)
+and `aquatech/dates_of` (report the event dates of the rows a write removes). The IO manager
 replaces exactly the partitions of the run (a range, for backfills) in one transaction, stamps
 `dl_updated_at`, and reports what every asset would otherwise repeat.
 """
@@ -16,6 +17,8 @@ from aquatech_assets.resources import PartitionWindow, Warehouse
 
 PARTITION_EXPR = "partition_expr"
 UNIQUE_KEY = "aquatech/unique_key"
+DATES_OF = "aquatech/dates_of"
+EVENT_DATES_REMOVED = "event_dates_removed"
 PREVIEW_ROWS = 10
 
 
@@ -31,7 +34,9 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         frame = obj.with_columns(
             dl_updated_at=pl.lit(datetime.now(UTC), dtype=schemas.UTC_TIME),
         )
-        stats = self.warehouse.replace(table, frame, window, metadata.get(UNIQUE_KEY))
+        stats = self.warehouse.replace(
+            table, frame, window, metadata.get(UNIQUE_KEY), metadata.get(DATES_OF)
+        )
         output_metadata = {
             "dagster/row_count": stats.rows_written,
             "dagster/table_name": self.warehouse.qualified(table),
@@ -42,6 +47,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         if metadata.get(UNIQUE_KEY):
             output_metadata["redeliveries_of_stored_events_dropped"] = stats.redeliveries_dropped
             output_metadata["later_deliveries_removed"] = stats.later_deliveries_removed
+        if metadata.get(DATES_OF):
+            output_metadata[EVENT_DATES_REMOVED] = dg.MetadataValue.json(
+                [day.isoformat() for day in stats.removed_dates]
+            )
         context.add_output_metadata(output_metadata)
         context.log.info(
             f"{self.warehouse.qualified(table)}: wrote {stats.rows_written} rows, replacing "

@@ -25,10 +25,14 @@ _PEEK_BYTES = 65536
 
 @dataclass(frozen=True)
 class RawPulls:
-    """What a set of pull files holds: one row a record, plus the files that could not be read."""
+    """What a set of pull files holds: one row a record, plus what could not be read.
+
+    `rejected` has a row for each file that could not be read (`record_index` null) and for
+    each line of newline-delimited JSON that did not parse.
+    """
 
     records: pl.DataFrame
-    rejected_files: pl.DataFrame
+    rejected: pl.DataFrame
     files_read: int
 
 
@@ -70,10 +74,10 @@ def read_pull_files(files: Sequence[PullFile]) -> RawPulls:
     records = schemas.conform(records, schemas.RAW_EVENTS).sort(
         "pulled_at", "source_file", "record_index"
     )
-    rejected_files = schemas.conform(
+    rejected = schemas.conform(
         pl.DataFrame(rejected, schema=schemas.REJECTED_EVENTS), schemas.REJECTED_EVENTS
     )
-    return RawPulls(records=records, rejected_files=rejected_files, files_read=len(files))
+    return RawPulls(records=records, rejected=rejected, files_read=len(files))
 
 
 def parse_events(records: pl.DataFrame) -> ParsedEvents:
@@ -126,45 +130,79 @@ _GEOIP_COLUMNS = ",\n".join(
     + [_geoip(field, "DOUBLE") for field in schemas.GEOIP_NUMBER_FIELDS]
 )
 
+_NUMBERS = "('UBIGINT', 'BIGINT', 'DOUBLE')"
+
+
+def _kind(json_type: str) -> str:
+    """SQL naming a JSON value's type for a person: 'a number', 'an array', 'null'."""
+    return (
+        f"CASE {json_type} WHEN 'OBJECT' THEN 'an object' WHEN 'ARRAY' THEN 'an array' "
+        "WHEN 'VARCHAR' THEN 'a string' WHEN 'BOOLEAN' THEN 'a boolean' "
+        "WHEN 'NULL' THEN 'null' ELSE 'a number' END"
+    )
+
+
+# A record's parts as JSON, and their JSON types. `distinct_id` may sit in `properties`, as
+# posthog-js sends it.
+_PARTS_SQL = """
+SELECT *,
+    json_type(j) AS shape,
+    json_type(j->'$.uuid') AS uuid_type,
+    json_type(user_id) AS user_type,
+    json_type(j->'$.timestamp') AS timestamp_type,
+    j->>'$.timestamp' AS timestamp_text
+FROM (
+    SELECT *,
+        CASE WHEN coalesce(json_type(j->'$.distinct_id'), 'NULL') <> 'NULL'
+            THEN j->'$.distinct_id' ELSE j->'$.properties.distinct_id' END AS user_id
+    FROM (SELECT *, CAST(raw AS JSON) AS j FROM raw_records)
+)
+"""
+
+# Text ids are trimmed; a whole number (21920 or 21920.0) is the same user as its digits.
 # Numbers in `timestamp` are epoch seconds, or epoch milliseconds when too large to be seconds.
 _FIELDS_SQL = f"""
 SELECT
-    source_file, pulled_at, record_index, raw,
-    json_type(j) AS shape,
-    nullif(trim(j->>'$.uuid'), '') AS uuid,
-    nullif(trim(coalesce(j->>'$.distinct_id', j->>'$.properties.distinct_id')), '')
-        AS distinct_id,
+    source_file, pulled_at, record_index, raw, shape, uuid_type, user_type,
+    timestamp_type, timestamp_text,
+    CASE WHEN uuid_type = 'VARCHAR' THEN nullif(trim(j->>'$.uuid'), '') END AS uuid,
+    CASE
+        WHEN user_type = 'VARCHAR' THEN nullif(trim(user_id->>'$'), '')
+        WHEN user_type IN ('UBIGINT', 'BIGINT') THEN user_id->>'$'
+        WHEN user_type = 'DOUBLE' AND CAST(user_id AS DOUBLE) = floor(CAST(user_id AS DOUBLE))
+            AND abs(CAST(user_id AS DOUBLE)) < 1e15
+            THEN CAST(CAST(CAST(user_id AS DOUBLE) AS BIGINT) AS VARCHAR)
+    END AS distinct_id,
     j->>'$.event' AS event,
-    json_type(j->'$.timestamp') AS timestamp_type,
-    j->>'$.timestamp' AS timestamp_text,
-    CASE json_type(j->'$.timestamp')
-        WHEN 'VARCHAR' THEN try_cast(j->>'$.timestamp' AS TIMESTAMPTZ)
-        WHEN 'UBIGINT' THEN try(to_timestamp(CAST(j->>'$.timestamp' AS DOUBLE)))
-        WHEN 'BIGINT' THEN try(to_timestamp(CAST(j->>'$.timestamp' AS DOUBLE)))
-        WHEN 'DOUBLE' THEN try(to_timestamp(CAST(j->>'$.timestamp' AS DOUBLE)))
-    END AS parsed_time,
+    CASE
+        WHEN timestamp_type = 'VARCHAR' THEN try_cast(timestamp_text AS TIMESTAMPTZ)
+        WHEN timestamp_type IN {_NUMBERS} AND CAST(timestamp_text AS DOUBLE) > 1e11
+            THEN try(to_timestamp(CAST(timestamp_text AS DOUBLE) / 1000))
+        WHEN timestamp_type IN {_NUMBERS} THEN try(to_timestamp(CAST(timestamp_text AS DOUBLE)))
+    END AS event_time,
     CASE WHEN coalesce(json_type(j->'$.elements'), 'NULL') <> 'NULL'
         THEN CAST(j->'$.elements' AS VARCHAR) END AS elements,
     CASE WHEN coalesce(json_type(j->'$.properties'), 'NULL') <> 'NULL'
         THEN CAST(j->'$.properties' AS VARCHAR) END AS properties,
     {_GEOIP_COLUMNS}
-FROM (SELECT *, CAST(raw AS JSON) AS j FROM raw_records)
+FROM ({_PARTS_SQL})
 """
 
 _EXTRACT_SQL = f"""
 SELECT *,
-    CASE WHEN timestamp_type IN ('UBIGINT', 'BIGINT', 'DOUBLE')
-            AND CAST(timestamp_text AS DOUBLE) > 1e11
-        THEN try(to_timestamp(CAST(timestamp_text AS DOUBLE) / 1000))
-        ELSE parsed_time END AS event_time,
     CASE
-        WHEN shape <> 'OBJECT' THEN 'record is not a JSON object but ' || CASE shape
-            WHEN 'ARRAY' THEN 'an array' WHEN 'VARCHAR' THEN 'a string'
-            WHEN 'BOOLEAN' THEN 'a boolean' WHEN 'NULL' THEN 'null' ELSE 'a number' END
+        WHEN shape <> 'OBJECT' THEN 'record is not a JSON object but ' || {_kind("shape")}
+        WHEN coalesce(uuid_type, 'NULL') = 'NULL' THEN 'missing uuid'
+        WHEN uuid_type <> 'VARCHAR' THEN 'uuid is not a string but ' || {_kind("uuid_type")}
         WHEN uuid IS NULL THEN 'missing uuid'
-        WHEN distinct_id IS NULL THEN 'missing distinct_id'
+        WHEN coalesce(user_type, 'NULL') = 'NULL' THEN 'missing distinct_id'
+        WHEN user_type NOT IN ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')
+            THEN 'distinct_id is not a string or a whole number but ' || {_kind("user_type")}
+        WHEN user_type = 'VARCHAR' AND distinct_id IS NULL THEN 'missing distinct_id'
+        WHEN distinct_id IS NULL THEN 'distinct_id is a number but not a whole one'
         WHEN coalesce(timestamp_type, 'NULL') = 'NULL' THEN 'missing timestamp'
-        WHEN parsed_time IS NULL THEN 'unreadable timestamp ' || left(timestamp_text, 100)
+        WHEN event_time IS NULL
+            THEN 'unreadable timestamp "' || left(timestamp_text, 100) || '"'
     END AS reason
 FROM ({_FIELDS_SQL})
 """
@@ -236,27 +274,54 @@ def _read_json(
 
 
 def _salvage(json_format: str, pull: PullFile, problem: str, rejected: list[dict]) -> pl.DataFrame:
-    """Reads a file DuckDB refused with ijson, value by value.
+    """Reads a file DuckDB refused, with ijson value by value, or line by line.
 
     DuckDB refuses whole files for some shapes that are still JSON (a bare number on a line of
-    newline-delimited objects); those are read in full and not rejected. A file that really
-    breaks keeps the complete records in front of the break and is rejected with DuckDB's reason.
+    newline-delimited objects); those are read in full and not rejected. In newline-delimited
+    JSON only the lines that do not parse are rejected. Any other file that breaks keeps the
+    complete records in front of the break and is rejected with DuckDB's reason.
     """
     data = pull.path.read_bytes()
     if data.startswith(BOM):
         data = data[len(BOM) :]
     prefix = "item" if json_format == "array" else ""
     kept: list[str] = []
-    records = ijson.items(io.BytesIO(data), prefix, multiple_values=True, use_float=True)
     try:
-        for record in records:
+        for record in ijson.items(io.BytesIO(data), prefix, multiple_values=True, use_float=True):
             kept.append(json.dumps(record, ensure_ascii=False))
     except Exception:  # ijson raises several unrelated types; DuckDB's message says more
+        lines = _read_lines(pull, data) if json_format == "unstructured" else None
+        if lines is not None:
+            kept, bad_lines = lines
+            rejected.extend(bad_lines)
+            return _raw_frame(pull, kept)
         reason = f"file does not parse: {problem}"
         if kept:
             reason += f"; the {len(kept)} complete records before the break were kept"
-        rejected.append(_file_rejection(pull, reason, data))
-    return pl.DataFrame(
+        rejected.append(_file_rejection(pull, reason + "; nothing after it was read", data))
+    return _raw_frame(pull, kept)
+
+
+def _read_lines(pull: PullFile, data: bytes) -> tuple[list[str], list[dict]] | None:
+    """Newline-delimited records, each line on its own; None when no line is JSON at all."""
+    kept: list[str] = []
+    bad: list[dict] = []
+    lines = [line for line in data.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        try:
+            kept.append(json.dumps(json.loads(line), ensure_ascii=False))
+        except ValueError as error:
+            reason = f"line {index + 1} is not JSON: {str(error).splitlines()[0]}"
+            bad.append(_file_rejection(pull, reason, line) | {"record_index": index})
+            kept.append(None)
+    if len(lines) < 2 or len(bad) == len(lines):
+        return None
+    return kept, bad
+
+
+def _raw_frame(pull: PullFile, kept: list[str | None]) -> pl.DataFrame:
+    """Records of one file with their positions; a None holds the place of a rejected line."""
+    frame = pl.DataFrame(
         {
             "source_file": [pull.source_file] * len(kept),
             "pulled_at": [pull.pulled_at] * len(kept),
@@ -265,6 +330,7 @@ def _salvage(json_format: str, pull: PullFile, problem: str, rejected: list[dict
         },
         schema=schemas.RAW_EVENTS,
     )
+    return frame.filter(pl.col("raw").is_not_null())
 
 
 def _first_line(error: Exception) -> str:

@@ -8,7 +8,7 @@ late, and the name is the only time the device itself wrote down.
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 PULL_NAME = re.compile(r"(\d{8})-(\d{6})\.json")
@@ -22,9 +22,24 @@ class PullFile:
 
 
 @dataclass(frozen=True)
+class SkippedPath:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
 class PullListing:
     files: list[PullFile]
-    misnamed: list[str]
+    skipped: list[SkippedPath]
+
+
+@dataclass(frozen=True)
+class PullScan:
+    hours: list[datetime]
+    skipped: list[SkippedPath]
 
 
 def pulled_at_from_name(name: str) -> datetime | None:
@@ -40,38 +55,64 @@ def pulled_at_from_name(name: str) -> datetime | None:
 
 
 def list_pulls(root: Path, start: datetime, end: datetime) -> PullListing:
-    """The pull files stamped in [start, end), sorted by pull time, and the misnamed ones seen.
+    """The pull files stamped in [start, end), sorted by pull time, and what was skipped.
 
     Only the date folders that the window overlaps are listed, so the cost of a partition does not
     grow with the history kept in the folder.
     """
     files: list[PullFile] = []
-    misnamed: list[str] = []
+    skipped: list[SkippedPath] = []
     for folder in _date_folders(root, start, end):
         for path in sorted(folder.iterdir()):
-            if not path.is_file():
-                continue
-            relative = path.relative_to(root).as_posix()
-            pulled_at = pulled_at_from_name(path.name)
-            if pulled_at is None:
-                misnamed.append(relative)
-            elif start <= pulled_at < end:
+            pulled_at = _pull_time(root, folder, path, skipped)
+            if pulled_at is not None and start <= pulled_at < end:
+                relative = path.relative_to(root).as_posix()
                 files.append(PullFile(path=path, source_file=relative, pulled_at=pulled_at))
     files.sort(key=lambda pull: (pull.pulled_at, pull.source_file))
-    return PullListing(files=files, misnamed=misnamed)
+    return PullListing(files=files, skipped=skipped)
 
 
-def pull_hours(root: Path) -> list[datetime]:
-    """Every pull hour that has at least one correctly named file, oldest first."""
-    hours = set()
-    if root.is_dir():
-        for folder in root.iterdir():
-            if folder.is_dir():
-                for path in folder.iterdir():
-                    pulled_at = pulled_at_from_name(path.name)
-                    if pulled_at is not None and path.is_file():
-                        hours.add(pulled_at.replace(minute=0, second=0))
-    return sorted(hours)
+def scan_pulls(root: Path) -> PullScan:
+    """Every pull hour that has a file a partition run will read, and everything else found.
+
+    The same rule as `list_pulls` decides, so an hour found here is an hour whose run reads it.
+    """
+    hours: set[datetime] = set()
+    skipped: list[SkippedPath] = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        relative = folder.relative_to(root).as_posix()
+        if not folder.is_dir():
+            skipped.append(SkippedPath(relative, "not in a date folder"))
+        elif _folder_date(folder) is None:
+            skipped.append(SkippedPath(relative + "/", "not a YYYY-MM-DD folder"))
+        else:
+            for path in sorted(folder.iterdir()):
+                pulled_at = _pull_time(root, folder, path, skipped)
+                if pulled_at is not None:
+                    hours.add(pulled_at.replace(minute=0, second=0))
+    return PullScan(hours=sorted(hours), skipped=skipped)
+
+
+def _pull_time(root: Path, folder: Path, path: Path, skipped: list[SkippedPath]) -> datetime | None:
+    """The pull time of a file of a date folder, or None with the reason it is skipped."""
+    relative = path.relative_to(root).as_posix()
+    pulled_at = pulled_at_from_name(path.name)
+    if path.is_dir():
+        skipped.append(SkippedPath(relative + "/", "a folder inside a date folder"))
+    elif pulled_at is None:
+        skipped.append(SkippedPath(relative, "name is not a pull stamp YYYYMMDD-HHMMSS.json"))
+    elif pulled_at.date() != _folder_date(folder):
+        skipped.append(SkippedPath(relative, "stamped for another day than its folder"))
+    else:
+        return pulled_at
+    return None
+
+
+def _folder_date(folder: Path) -> date | None:
+    try:
+        return date.fromisoformat(folder.name) if len(folder.name) == 10 else None
+    except ValueError:
+        return None
 
 
 def _date_folders(root: Path, start: datetime, end: datetime) -> Iterator[Path]:

@@ -6,7 +6,7 @@ command line ends in the same tables as one left to the sensor.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import groupby
 
 import dagster as dg
@@ -17,6 +17,8 @@ from aquatech_assets.sensors import EVENT_DATA, aggregate_run_requests, event_da
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+# The runs' own INFO lines (files read, rows written) without Dagster's step-by-step DEBUG.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass
@@ -24,25 +26,51 @@ class MaterializeSummary:
     runs: list[tuple[str, str, bool]] = field(default_factory=list)
     event_dates: set[date] = field(default_factory=set)
     dates_outside_partitions: list[date] = field(default_factory=list)
+    hours_outside_partitions: list[datetime] = field(default_factory=list)
 
     @property
     def failed(self) -> list[tuple[str, str, bool]]:
         return [run for run in self.runs if not run[2]]
 
 
-def hour_chunks(hours: list[datetime], partitions: Partitions) -> list[dg.PartitionKeyRange]:
-    """One run per UTC pull day, from its first to its last hour with files.
+def requested_hours(
+    found: list[datetime], start: datetime | None, end: datetime | None
+) -> list[datetime]:
+    """The pull hours to run: those with files, or every hour of an explicit range.
+
+    An explicit range includes its hours without files, so that re-running an hour whose files
+    were deleted clears what they had stored.
+    """
+    if start is None and end is None:
+        return found
+    first = start or (found[0] if found else None)
+    last = end or (found[-1] if found else None)
+    if first is None or last is None:
+        return []
+    hours = []
+    hour = first.replace(minute=0, second=0, microsecond=0)
+    while hour <= last:
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+def hour_chunks(
+    hours: list[datetime], partitions: Partitions
+) -> tuple[list[dg.PartitionKeyRange], list[datetime]]:
+    """One run per UTC pull day, from its first to its last hour; and hours with no partition.
 
     Hours in between without files are included: materializing them stores nothing, and a day
     costs one run however sparse its pulls are.
     """
-    chunks = []
+    inside, outside = [], []
     for _, day_hours in groupby(sorted(hours), key=lambda hour: hour.date()):
         day_hours = list(day_hours)
-        ranges, _ = key_ranges([day_hours[0], day_hours[-1]], partitions.hourly)
+        ranges, beyond = key_ranges(day_hours, partitions.hourly)
+        outside.extend(beyond)
         if ranges:
-            chunks.append(dg.PartitionKeyRange(ranges[0].start, ranges[-1].end))
-    return chunks
+            inside.append(dg.PartitionKeyRange(ranges[0].start, ranges[-1].end))
+    return inside, outside
 
 
 def materialize(
@@ -55,7 +83,8 @@ def materialize(
     """Ingests the pull hours, then recounts every day and month their events fall on."""
     summary = MaterializeSummary()
     ingest = defs.resolve_job_def(INGEST_JOB)
-    for chunk in hour_chunks(hours, partitions):
+    chunks, summary.hours_outside_partitions = hour_chunks(hours, partitions)
+    for chunk in chunks:
         result = _execute(ingest, chunk, instance)
         summary.runs.append((INGEST_JOB, _label(chunk), result.success))
         report(f"{INGEST_JOB} {_label(chunk)}: {'ok' if result.success else 'FAILED'}")
@@ -81,9 +110,13 @@ def _execute(
 ) -> dg.ExecuteInProcessResult:
     if key_range.start == key_range.end:
         return job.execute_in_process(
-            instance=instance, partition_key=key_range.start, raise_on_error=False
+            run_config=RUN_CONFIG,
+            instance=instance,
+            partition_key=key_range.start,
+            raise_on_error=False,
         )
     return job.execute_in_process(
+        run_config=RUN_CONFIG,
         instance=instance,
         tags={RANGE_START: key_range.start, RANGE_END: key_range.end},
         raise_on_error=False,

@@ -1,8 +1,10 @@
 """The late-data sensor: new event_data partitions to exactly the aggregates they changed.
 
-Each event_data materialization records the event dates its rows fall on. The sensor reads the
-materializations stored since its cursor (a storage id, so none is ever skipped, however many
-land between ticks) and requests those days of dau and event_activity and their months of mau.
+Each event_data materialization records the event dates its rows fall on, and the dates of the
+rows it removed (a re-run that lost a file, a later copy of an event replaced by its first).
+The sensor reads the materializations stored since its cursor (a storage id, so none is ever
+skipped, however many land between ticks) and requests those days of dau and event_activity
+and their months of mau.
 """
 
 from collections.abc import Iterable
@@ -11,6 +13,7 @@ from datetime import date
 import dagster as dg
 
 from aquatech_assets.assets import EVENT_DATES
+from aquatech_assets.io_managers import EVENT_DATES_REMOVED
 from aquatech_assets.jobs import DAILY_JOB, MONTHLY_JOB
 from aquatech_assets.partitions import Partitions, day_start, key_ranges
 
@@ -19,10 +22,13 @@ MATERIALIZATIONS_PER_TICK = 1000
 
 
 def event_dates_of(metadata: dict) -> set[date]:
-    """The event dates an event_data materialization's metadata says it touched."""
-    value = metadata.get(EVENT_DATES)
-    dates = value.value if isinstance(value, dg.JsonMetadataValue) else value
-    return {date.fromisoformat(day) for day in dates or []}
+    """The event dates an event_data materialization changed: of rows written or removed."""
+    days: set[date] = set()
+    for key in (EVENT_DATES, EVENT_DATES_REMOVED):
+        value = metadata.get(key)
+        dates = value.value if isinstance(value, dg.JsonMetadataValue) else value
+        days.update(date.fromisoformat(day) for day in dates or [])
+    return days
 
 
 def aggregate_run_requests(

@@ -14,6 +14,10 @@ DEFAULT_START_DATE = "2022-09-01"
 WAREHOUSES = ("duckdb", "bigquery")
 
 
+class SettingsError(ValueError):
+    """A setting that cannot be used; its message says which and what to do."""
+
+
 @dataclass(frozen=True)
 class Settings:
     raw_data: str
@@ -25,14 +29,16 @@ class Settings:
     def from_env(cls) -> "Settings":
         warehouse = os.environ.get("AQUATECH_WAREHOUSE", "duckdb").strip().lower()
         if warehouse not in WAREHOUSES:
-            raise ValueError(
+            raise SettingsError(
                 f"AQUATECH_WAREHOUSE={warehouse!r} is not one of {', '.join(WAREHOUSES)}."
             )
         start = os.environ.get("AQUATECH_START_DATE", DEFAULT_START_DATE)
         try:
             start_date = date.fromisoformat(start)
         except ValueError as error:
-            raise ValueError(f"AQUATECH_START_DATE={start!r} is not a YYYY-MM-DD date.") from error
+            raise SettingsError(
+                f"AQUATECH_START_DATE={start!r} is not a YYYY-MM-DD date."
+            ) from error
         return cls(
             raw_data=raw_data_location(),
             warehouse=warehouse,

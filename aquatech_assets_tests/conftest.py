@@ -132,7 +132,7 @@ class Pipeline:
     def materialize(self, hours=None) -> MaterializeSummary:
         store = PullStore(root=str(self.raw_data))
         summary = materialize(
-            self.defs, self.partitions, self.instance, hours or store.hours(), lambda _: None
+            self.defs, self.partitions, self.instance, hours or store.scan().hours, lambda _: None
         )
         assert not summary.failed, summary.runs
         return summary

@@ -132,3 +132,50 @@ def test_materialize_with_nothing_to_do_says_so_and_succeeds(tmp_path):
     result = run(["materialize"], env, tmp_path)
 
     assert "no pull files" in result.stdout
+
+
+def fails(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        AQUATECH + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_unusable_settings_and_arguments_stop_with_a_plain_message(tmp_path):
+    env = user_env(tmp_path)
+    (tmp_path / "raw_data").mkdir()
+
+    backwards = fails(["materialize", "--from", "2022-10-02-00:00", "--to", "2022-10-01-00:00"],
+                      env, tmp_path)  # fmt: skip
+    no_folder = fails(["materialize"], {**env, "AQUATECH_RAW_DATA": str(tmp_path / "typo")},
+                      tmp_path)  # fmt: skip
+    bad_date = fails(["materialize"], {**env, "AQUATECH_START_DATE": "soon"}, tmp_path)
+    no_database = fails(["report"], env, tmp_path)
+
+    assert "is after --to" in backwards.stderr
+    assert f"no pull folder at {tmp_path / 'typo'}" in no_folder.stderr
+    assert "AQUATECH_START_DATE='soon' is not a YYYY-MM-DD date" in bad_date.stderr
+    assert "no DuckDB file at" in no_database.stderr
+
+
+def test_files_that_are_not_read_are_named_in_a_warning(tmp_path):
+    env = user_env(tmp_path)
+    raw = tmp_path / "raw_data"
+    for name in (
+        "2022-10-01/20221001-091500.json",
+        "2022-10-01/latest.json",
+        "2022-10-02/20221001-100000.json",
+        "2022-08-15/20220815-100000.json",
+    ):
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_text("[]")  # fmt: skip
+
+    result = run(["materialize"], env, tmp_path)
+
+    assert "2022-10-01/latest.json (name is not a pull stamp" in result.stderr
+    assert "2022-10-02/20221001-100000.json (stamped for another day" in result.stderr
+    assert "1 pull hours were not read: they are before AQUATECH_START_DATE" in result.stderr
+    assert "2022-08-15-10:00" in result.stderr
+    assert runs_launched(result.stdout) == ["ingest_job 2022-10-01-09:00"]

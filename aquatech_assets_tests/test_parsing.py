@@ -79,7 +79,7 @@ def test_every_record_of_each_file_format_is_read_and_counted_from_zero(tmp_path
         ("2022-10-13/20221013-030500.json", 1, "r-1"),
         ("2022-10-13/20221013-030500.json", 2, "r-2"),
     ]
-    assert raw.rejected_files.height == 0
+    assert raw.rejected.height == 0
     assert parsed.events["uuid"].to_list() == ["r-0", "r-1", "r-2"]
     assert parsed.rejected.height == 0
 
@@ -90,7 +90,7 @@ def test_a_single_pretty_printed_object_is_one_record(tmp_path):
     raw, parsed = parse(write_pull(tmp_path, "20221013-030500.json", pretty))
 
     assert uuids_by_index(raw.records) == [("2022-10-13/20221013-030500.json", 0, "only")]
-    assert raw.rejected_files.height == 0
+    assert raw.rejected.height == 0
     assert parsed.events["uuid"].to_list() == ["only"]
 
 
@@ -125,13 +125,22 @@ def test_a_numeric_and_a_text_distinct_id_become_the_same_text(tmp_path):
         write_pull(
             tmp_path,
             "a.json",
-            [event("as-number", distinct_id=21920), event("as-text", distinct_id="21920")],
+            [
+                event("as-number", distinct_id=21920),
+                event("as-text", distinct_id="21920"),
+                event("as-float", distinct_id=21920.0),
+                event("padded", distinct_id=" 21920 "),
+                event("in-properties", distinct_id=None) | {"properties": {"distinct_id": "21920"}},
+            ],
         )
     )
 
     assert parsed.events.select("uuid", "distinct_id").rows() == [
         ("as-number", "21920"),
         ("as-text", "21920"),
+        ("as-float", "21920"),
+        ("padded", "21920"),
+        ("in-properties", "21920"),
     ]
 
 
@@ -186,8 +195,22 @@ NO_TIMESTAMP = {"uuid": "bad", "distinct_id": "alice", "event": "$pageview"}
         ({**NO_DISTINCT_ID, "distinct_id": ""}, "missing distinct_id"),
         (NO_TIMESTAMP, "missing timestamp"),
         ({**NO_TIMESTAMP, "timestamp": None}, "missing timestamp"),
-        ({**NO_TIMESTAMP, "timestamp": ""}, "unreadable timestamp "),
-        ({**NO_TIMESTAMP, "timestamp": "yesterday"}, "unreadable timestamp yesterday"),
+        ({**NO_TIMESTAMP, "timestamp": ""}, 'unreadable timestamp ""'),
+        ({**NO_TIMESTAMP, "timestamp": "yesterday"}, 'unreadable timestamp "yesterday"'),
+        ({**NO_UUID, "uuid": 17}, "uuid is not a string but a number"),
+        (
+            {**NO_DISTINCT_ID, "distinct_id": True},
+            "distinct_id is not a string or a whole number but a boolean",
+        ),
+        (
+            {**NO_DISTINCT_ID, "distinct_id": {"id": 1}},
+            "distinct_id is not a string or a whole number but an object",
+        ),
+        (
+            {**NO_DISTINCT_ID, "distinct_id": [1]},
+            "distinct_id is not a string or a whole number but an array",
+        ),
+        ({**NO_DISTINCT_ID, "distinct_id": 21920.5}, "distinct_id is a number but not a whole one"),
     ],
     ids=[
         "integer",
@@ -205,6 +228,11 @@ NO_TIMESTAMP = {"uuid": "bad", "distinct_id": "alice", "event": "$pageview"}
         "null-timestamp",
         "empty-timestamp",
         "word-timestamp",
+        "number-uuid",
+        "boolean-distinct-id",
+        "object-distinct-id",
+        "array-distinct-id",
+        "fraction-distinct-id",
     ],
 )
 def test_an_unusable_record_is_rejected_with_its_reason_and_its_neighbours_land(
@@ -212,7 +240,7 @@ def test_an_unusable_record_is_rejected_with_its_reason_and_its_neighbours_land(
 ):
     raw, parsed = parse(write_pull(tmp_path, "a.json", [event("before"), bad, event("after")]))
 
-    assert raw.rejected_files.height == 0
+    assert raw.rejected.height == 0
     assert parsed.events["uuid"].to_list() == ["before", "after"]
     assert parsed.rejected.rows() == [("2022-10-13/a.json", reason, compact(bad), PULLED_AT, 1)]
 
@@ -229,7 +257,7 @@ def test_a_record_with_a_uuid_but_no_other_fields_reports_the_first_missing_one(
 def test_an_empty_array_gives_no_records_and_no_rejection(tmp_path):
     raw, parsed = parse(write_pull(tmp_path, "a.json", "[]"))
 
-    assert (raw.records.height, raw.rejected_files.height, raw.files_read) == (0, 0, 1)
+    assert (raw.records.height, raw.rejected.height, raw.files_read) == (0, 0, 1)
     assert (parsed.events.height, parsed.rejected.height) == (0, 0)
 
 
@@ -238,16 +266,16 @@ def test_an_empty_or_blank_file_is_rejected_once_as_an_empty_file(tmp_path, cont
     raw, _ = parse(write_pull(tmp_path, "a.json", content))
 
     assert raw.records.height == 0
-    assert raw.rejected_files.select("source_file", "pulled_at", "record_index").rows() == [
+    assert raw.rejected.select("source_file", "pulled_at", "record_index").rows() == [
         ("2022-10-13/a.json", PULLED_AT, None)
     ]
-    assert raw.rejected_files["reason"][0].startswith("empty file")
+    assert raw.rejected["reason"][0].startswith("empty file")
 
 
 def test_a_file_starting_with_something_other_than_json_is_rejected_as_not_json(tmp_path):
     raw, _ = parse(write_pull(tmp_path, "a.json", "x,y\n1,2\n"))
 
-    assert raw.rejected_files.select("reason", "raw").rows() == [
+    assert raw.rejected.select("reason", "raw").rows() == [
         ("not JSON: a pull starts with '[' or '{', this one with b'x'", "x,y\n1,2\n")
     ]
     assert raw.records.height == 0
@@ -263,12 +291,14 @@ def test_a_truncated_array_keeps_its_complete_records_and_rejects_the_file_once(
         ("2022-10-13/a.json", 1, "t-1"),
     ]
     assert parsed.events["uuid"].to_list() == ["t-0", "t-1"]
-    assert raw.rejected_files.height == 1
-    reason = raw.rejected_files["reason"][0]
+    assert raw.rejected.height == 1
+    reason = raw.rejected["reason"][0]
     assert reason.startswith("file does not parse: ")
-    assert reason.endswith("; the 2 complete records before the break were kept")
+    assert reason.endswith(
+        "; the 2 complete records before the break were kept; nothing after it was read"
+    )
     assert str(tmp_path) not in reason
-    assert raw.rejected_files["raw"][0] == cut
+    assert raw.rejected["raw"][0] == cut
 
 
 def test_a_file_with_invalid_utf8_is_rejected_and_the_rest_of_its_batch_lands(tmp_path):
@@ -282,9 +312,9 @@ def test_a_file_with_invalid_utf8_is_rejected_and_the_rest_of_its_batch_lands(tm
     raw, parsed = parse(*pulls)
 
     assert parsed.events["uuid"].to_list() == ["a-0", "a-1", "c-0", "d-0"]
-    assert raw.rejected_files["source_file"].to_list() == ["2022-10-13/b.json"]
-    assert raw.rejected_files["reason"][0].startswith("file does not parse: ")
-    assert "\ufffd" in raw.rejected_files["raw"][0]
+    assert raw.rejected["source_file"].to_list() == ["2022-10-13/b.json"]
+    assert raw.rejected["reason"][0].startswith("file does not parse: ")
+    assert "\ufffd" in raw.rejected["raw"][0]
     assert parsed.rejected.height == 0
 
 
@@ -297,11 +327,12 @@ def test_bad_files_of_both_shapes_in_one_batch_each_leave_one_rejection(tmp_path
     ]
     raw, parsed = parse(*pulls)
 
-    assert raw.rejected_files["source_file"].to_list() == [
-        "2022-10-13/a.json",
-        "2022-10-13/b.json",
-        "2022-10-13/c.json",
+    assert raw.rejected.select("source_file", "record_index").rows() == [
+        ("2022-10-13/a.json", None),
+        ("2022-10-13/b.json", None),
+        ("2022-10-13/c.json", 1),
     ]
+    assert raw.rejected["reason"][2].startswith("line 2 is not JSON: ")
     assert parsed.events["uuid"].to_list() == ["d-0"]
     assert parsed.rejected.select("source_file", "reason").rows() == [
         ("2022-10-13/c.json", "missing distinct_id")
@@ -317,7 +348,31 @@ def test_a_non_object_line_in_newline_delimited_json_is_a_record_rejection_not_a
     assert parsed.rejected.select("reason", "record_index").rows() == [
         ("record is not a JSON object but a number", 1)
     ]
-    assert raw.rejected_files.height == 0
+    assert raw.rejected.height == 0
+
+
+def test_a_broken_line_of_newline_delimited_json_rejects_that_line_only(tmp_path):
+    text = ndjson(event("n-0"), event("n-1")).replace('"n-1"', '"n-1", "broken":') + ndjson(
+        event("n-2")
+    )
+    raw, parsed = parse(write_pull(tmp_path, "a.json", text))
+
+    assert parsed.events.select("uuid", "record_index").rows() == [("n-0", 0), ("n-2", 2)]
+    assert raw.rejected.select("record_index").to_series().to_list() == [1]
+    assert raw.rejected["reason"][0].startswith("line 2 is not JSON: ")
+    assert '"n-1", "broken":' in raw.rejected["raw"][0]
+
+
+def test_a_line_that_is_not_utf8_rejects_that_line_and_keeps_the_others(tmp_path):
+    lines = [
+        json.dumps(event("n-0")).encode(),
+        b'{"uuid": "S\xe3o Paulo"}',
+        json.dumps(event("n-2")).encode(),
+    ]
+    raw, parsed = parse(write_pull(tmp_path, "a.json", b"\n".join(lines)))
+
+    assert parsed.events["uuid"].to_list() == ["n-0", "n-2"]
+    assert raw.rejected.select("record_index").to_series().to_list() == [1]
 
 
 # --- duplicates -----------------------------------------------------------------------------
@@ -377,9 +432,9 @@ def test_column_types_are_fixed_when_every_geoip_field_is_missing(tmp_path):
 def test_an_empty_batch_gives_empty_frames_with_the_exact_schemas():
     raw, parsed = parse()
 
-    assert (raw.records.height, raw.rejected_files.height, raw.files_read) == (0, 0, 0)
+    assert (raw.records.height, raw.rejected.height, raw.files_read) == (0, 0, 0)
     assert raw.records.schema == schemas.RAW_EVENTS
-    assert raw.rejected_files.schema == schemas.REJECTED_EVENTS
+    assert raw.rejected.schema == schemas.REJECTED_EVENTS
     assert (parsed.events.height, parsed.rejected.height, parsed.duplicates_dropped) == (0, 0, 0)
     assert parsed.events.schema == schemas.EVENT_DATA
     assert parsed.rejected.schema == schemas.REJECTED_EVENTS

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from aquatech_assets.partitions import build_partitions, key_ranges
-from aquatech_assets.runs import hour_chunks
+from aquatech_assets.runs import hour_chunks, requested_hours
 
 PARTITIONS = build_partitions(date(2022, 9, 1))
 
@@ -54,11 +54,38 @@ def test_hour_chunks_make_one_range_per_utc_pull_day_from_its_first_to_its_last_
         datetime(2022, 10, 1, 9, tzinfo=UTC),
     ]
 
-    assert hour_chunks(hours, PARTITIONS) == [
-        dg.PartitionKeyRange("2022-10-01-09:00", "2022-10-01-23:00"),
-        dg.PartitionKeyRange("2022-10-02-00:00", "2022-10-02-00:00"),
-    ]
+    assert hour_chunks(hours, PARTITIONS) == (
+        [
+            dg.PartitionKeyRange("2022-10-01-09:00", "2022-10-01-23:00"),
+            dg.PartitionKeyRange("2022-10-02-00:00", "2022-10-02-00:00"),
+        ],
+        [],
+    )
 
 
 def test_no_pull_hours_make_no_chunks():
-    assert hour_chunks([], PARTITIONS) == []
+    assert hour_chunks([], PARTITIONS) == ([], [])
+
+
+def test_pull_hours_before_the_start_date_are_returned_as_outside():
+    early = datetime(2022, 8, 15, 10, tzinfo=UTC)
+
+    assert hour_chunks([early, datetime(2022, 9, 1, 0, tzinfo=UTC)], PARTITIONS) == (
+        [dg.PartitionKeyRange("2022-09-01-00:00", "2022-09-01-00:00")],
+        [early],
+    )
+
+
+def test_without_a_range_the_hours_with_files_are_run_and_with_one_every_hour_of_it():
+    found = [datetime(2022, 10, 1, 9, tzinfo=UTC), datetime(2022, 10, 1, 12, tzinfo=UTC)]
+
+    assert requested_hours(found, None, None) == found
+    assert requested_hours(found, datetime(2022, 10, 1, 11, tzinfo=UTC), None) == [
+        datetime(2022, 10, 1, 11, tzinfo=UTC),
+        datetime(2022, 10, 1, 12, tzinfo=UTC),
+    ]
+    assert requested_hours([], datetime(2022, 10, 1, 5, tzinfo=UTC),
+                           datetime(2022, 10, 1, 6, tzinfo=UTC)) == [
+        datetime(2022, 10, 1, 5, tzinfo=UTC),
+        datetime(2022, 10, 1, 6, tzinfo=UTC),
+    ]  # fmt: skip

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from aquatech_assets.partitions import build_partitions
-from aquatech_assets_tests.conftest import BASE_PULLS, LATE_PULL, START_DATE, write_pulls
+from aquatech_assets_tests.conftest import BASE_PULLS, LATE_PULL, START_DATE, event, write_pulls
 
 DAU_BASE = [(date(2022, 10, 1), 4), (date(2022, 10, 2), 4)]
 MAU_BASE = [(date(2022, 10, 1), 7)]
@@ -99,7 +99,7 @@ def test_bad_files_and_records_are_kept_with_reasons_and_good_neighbours_land(pi
         ("2022-10-02/20221002-070000.json", "record is not a JSON object but a number"),
         ("2022-10-02/20221002-070000.json", "missing uuid"),
         ("2022-10-02/20221002-070000.json", "missing distinct_id"),
-        ("2022-10-02/20221002-070000.json", "unreadable timestamp yesterday"),
+        ("2022-10-02/20221002-070000.json", 'unreadable timestamp "yesterday"'),
     ]
     assert "the 1 complete records before the break were kept" in rejected[1][1]
     uuids = {row[0] for row in pipeline.rows("event_data", "uuid", "uuid")}
@@ -126,7 +126,10 @@ def test_materialization_metadata_counts_files_rejections_duplicates_and_dates(p
     later = second_day.records[0].asset_materialization.metadata
 
     assert metadata["files_read"].value == 2
-    assert metadata["files_skipped_misnamed"].value == 1
+    assert metadata["files_skipped"].value == 1
+    assert metadata["skipped_files"].value == [
+        "2022-10-01/latest.json (name is not a pull stamp YYYYMMDD-HHMMSS.json)"
+    ]
     assert metadata["records_read"].value == 6
     assert metadata["duplicates_dropped"].value == 1
     assert metadata["dagster/row_count"].value == 5
@@ -245,3 +248,47 @@ def test_a_downstream_asset_loads_one_hour_of_event_data_through_the_io_manager(
 
     assert result.success
     assert seen["users"] == ["bob", "carol"]
+
+
+def test_replacing_a_later_copy_recounts_the_day_that_copy_fell_on(pipeline):
+    # One uuid, two different copies: the 10-01 pull's (user "first") and the 10-02 pull's (user
+    # "second", on 10-02). Ingesting 10-02 first counts "second" on 10-02; ingesting 10-01 then
+    # replaces that copy, so 10-02 must be recounted to {"other"} alone.
+    write_pulls(
+        pipeline.raw_data,
+        {
+            "2022-10-01/20221001-091500.json": [
+                event("dup", "first", "$pageview", "2022-10-01T09:00:00Z")
+            ],
+            "2022-10-02/20221002-100000.json": [
+                event("dup", "second", "$pageview", "2022-10-02T09:59:00Z"),
+                event("solo", "other", "$pageview", "2022-10-02T09:58:00Z"),
+            ],
+        },
+    )
+    pipeline.materialize([datetime(2022, 10, 2, 10, tzinfo=UTC)])
+    assert pipeline.rows("dau", "event_date", "event_date, dau") == [(date(2022, 10, 2), 2)]
+
+    summary = pipeline.materialize([datetime(2022, 10, 1, 9, tzinfo=UTC)])
+
+    assert summary.event_dates == {date(2022, 10, 1), date(2022, 10, 2)}
+    assert pipeline.rows("dau", "event_date", "event_date, dau") == [
+        (date(2022, 10, 1), 1),
+        (date(2022, 10, 2), 1),
+    ]
+    assert pipeline.rows("event_data", "uuid", "uuid, distinct_id") == [
+        ("dup", "first"),
+        ("solo", "other"),
+    ]
+
+
+def test_rerunning_an_hour_whose_file_was_deleted_clears_it_and_recounts_its_days(pipeline):
+    write_pulls(pipeline.raw_data, {**BASE_PULLS, **LATE_PULL})
+    pipeline.materialize()
+    (pipeline.raw_data / "2022-10-22" / "20221022-120000.json").unlink()
+
+    summary = pipeline.materialize([datetime(2022, 10, 22, 12, tzinfo=UTC)])
+
+    assert summary.event_dates == {date(2022, 9, 28), date(2022, 10, 1), date(2022, 10, 22)}
+    assert snapshot(pipeline)["dau"] == DAU_BASE
+    assert snapshot(pipeline)["mau"] == MAU_BASE

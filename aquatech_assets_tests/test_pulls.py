@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aquatech_assets.pulls import list_pulls, pull_hours, pulled_at_from_name
+from aquatech_assets.pulls import list_pulls, pulled_at_from_name, scan_pulls
 
 # The folder under test. Only the two 23:xx pulls of 2022-10-13 fall in [23:00, 00:00).
 FOLDER = {
@@ -17,6 +17,9 @@ FOLDER = {
     "2022-10-13/old/20221013-230500.json": "[]",
     "2022-10-14/20221014-000000.json": "[]",
     "2022-10-14/latest.json": "[]",
+    "2022-10-14/20221013-231500.json": "[]",
+    "notes/20221013-230000.json": "[]",
+    "20221013-230000.json": "[]",
 }
 WINDOW_START = datetime(2022, 10, 13, 23, tzinfo=UTC)
 WINDOW_END = datetime(2022, 10, 14, 0, tzinfo=UTC)
@@ -73,10 +76,13 @@ def test_the_window_lists_only_the_pulls_stamped_inside_it_in_time_order(root):
     ]
 
 
-def test_misnamed_files_are_reported_only_from_the_folders_the_window_lists(root):
+def test_skipped_paths_are_reported_with_reasons_only_from_the_folders_the_window_lists(root):
     listing = list_pulls(root, WINDOW_START, WINDOW_END)
 
-    assert listing.misnamed == ["2022-10-13/latest.json"]
+    assert [str(skipped) for skipped in listing.skipped] == [
+        "2022-10-13/latest.json (name is not a pull stamp YYYYMMDD-HHMMSS.json)",
+        "2022-10-13/old/ (a folder inside a date folder)",
+    ]
 
 
 def test_a_window_crossing_midnight_lists_both_day_folders(root):
@@ -88,7 +94,12 @@ def test_a_window_crossing_midnight_lists_both_day_folders(root):
         "2022-10-13/20221013-235959.json",
         "2022-10-14/20221014-000000.json",
     ]
-    assert listing.misnamed == ["2022-10-13/latest.json", "2022-10-14/latest.json"]
+    assert [skipped.path for skipped in listing.skipped] == [
+        "2022-10-13/latest.json",
+        "2022-10-13/old/",
+        "2022-10-14/20221013-231500.json",
+        "2022-10-14/latest.json",
+    ]
 
 
 def test_a_window_with_no_day_folder_lists_nothing(root):
@@ -96,16 +107,27 @@ def test_a_window_with_no_day_folder_lists_nothing(root):
         root, datetime(2022, 10, 20, 5, tzinfo=UTC), datetime(2022, 10, 20, 6, tzinfo=UTC)
     )
 
-    assert (listing.files, listing.misnamed) == ([], [])
+    assert (listing.files, listing.skipped) == ([], [])
 
 
-def test_pull_hours_are_the_distinct_hours_with_a_correctly_named_file_oldest_first(root):
-    assert pull_hours(root) == [
+def test_a_scan_finds_the_hours_a_run_reads_and_says_why_it_skips_the_rest(root):
+    scan = scan_pulls(root)
+
+    assert [str(skipped) for skipped in scan.skipped] == [
+        "2022-10-12/notes.txt (name is not a pull stamp YYYYMMDD-HHMMSS.json)",
+        "2022-10-13/latest.json (name is not a pull stamp YYYYMMDD-HHMMSS.json)",
+        "2022-10-13/old/ (a folder inside a date folder)",
+        "2022-10-14/20221013-231500.json (stamped for another day than its folder)",
+        "2022-10-14/latest.json (name is not a pull stamp YYYYMMDD-HHMMSS.json)",
+        "20221013-230000.json (not in a date folder)",
+        "notes/ (not a YYYY-MM-DD folder)",
+    ]
+    assert scan.hours == [
         datetime(2022, 10, 13, 22, tzinfo=UTC),
         datetime(2022, 10, 13, 23, tzinfo=UTC),
         datetime(2022, 10, 14, 0, tzinfo=UTC),
     ]
 
 
-def test_pull_hours_of_a_folder_that_does_not_exist_are_empty(tmp_path):
-    assert pull_hours(tmp_path / "missing") == []
+def test_a_scan_of_a_folder_that_does_not_exist_finds_nothing(tmp_path):
+    assert scan_pulls(tmp_path / "missing").hours == []

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class DuckDBWarehouse(Warehouse):
         frame: pl.DataFrame,
         window: PartitionWindow | None,
         unique_key: str | None = None,
+        dates_of: str | None = None,
     ) -> WriteStats:
         target = self.qualified(table)
         with self.connect() as connection:
@@ -89,7 +91,9 @@ class DuckDBWarehouse(Warehouse):
             connection.execute("BEGIN TRANSACTION")
             try:
                 self._ensure_table(connection, table)
-                stats = _replace_rows(connection, target, frame.height, window, unique_key)
+                stats = _replace_rows(
+                    _Rows(connection, target, dates_of), frame.height, window, unique_key
+                )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -139,55 +143,68 @@ class DuckDBWarehouse(Warehouse):
             ) from error
 
 
+@dataclass
+class _Rows:
+    """Deletes from one table, remembering the dates of the rows it deleted."""
+
+    connection: duckdb.DuckDBPyConnection
+    target: str
+    dates_of: str | None
+    removed_dates: set = field(default_factory=set)
+
+    def execute(self, sql: str, params: dict | None = None) -> int:
+        return _count(self.connection.execute(sql, params))
+
+    def delete(self, where: str, params: dict | None = None) -> int:
+        if self.dates_of is not None:
+            column = checked_identifier(self.dates_of)
+            dates = self.connection.execute(
+                f"SELECT DISTINCT CAST(timezone('UTC', \"{column}\") AS DATE) "
+                f"FROM {self.target} WHERE {where}",
+                params,
+            ).fetchall()
+            self.removed_dates.update(row[0] for row in dates if row[0] is not None)
+        return self.execute(f"DELETE FROM {self.target} WHERE {where}", params)
+
+
 def _replace_rows(
-    connection: duckdb.DuckDBPyConnection,
-    target: str,
-    incoming_rows: int,
-    window: PartitionWindow | None,
-    unique_key: str | None,
+    rows: _Rows, incoming_rows: int, window: PartitionWindow | None, unique_key: str | None
 ) -> WriteStats:
+    insert_all = f"INSERT INTO {rows.target} BY NAME SELECT * FROM incoming"
     if window is None:
-        replaced = _count(connection.execute(f"DELETE FROM {target}"))
-        written = _count(connection.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming"))
-        return WriteStats(rows_written=written, rows_replaced=replaced)
+        replaced = rows.delete("true")
+        written = rows.execute(insert_all)
+        return WriteStats(written, replaced, removed_dates=tuple(sorted(rows.removed_dates)))
 
     column = checked_identifier(window.column)
-    bounds = {"start": window.start, "end": window.end}
-    replaced = _count(
-        connection.execute(
-            f'DELETE FROM {target} WHERE "{column}" >= $start AND "{column}" < $end', bounds
-        )
+    replaced = rows.delete(
+        f'"{column}" >= $start AND "{column}" < $end', {"start": window.start, "end": window.end}
     )
     if unique_key is None:
-        written = _count(connection.execute(f"INSERT INTO {target} BY NAME SELECT * FROM incoming"))
-        return WriteStats(rows_written=written, rows_replaced=replaced)
+        written = rows.execute(insert_all)
+        return WriteStats(written, replaced, removed_dates=tuple(sorted(rows.removed_dates)))
 
     key = checked_identifier(unique_key)
-    written = _count(
-        connection.execute(
-            f"""
-            INSERT INTO {target} BY NAME
-            SELECT * FROM incoming AS i
-            WHERE NOT EXISTS (
-                SELECT 1 FROM {target} AS stored
-                WHERE stored."{key}" = i."{key}" AND stored."{column}" < $start
-            )
-            """,
-            {"start": window.start},
+    written = rows.execute(
+        f"""
+        INSERT INTO {rows.target} BY NAME
+        SELECT * FROM incoming AS i
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {rows.target} AS stored
+            WHERE stored."{key}" = i."{key}" AND stored."{column}" < $start
         )
+        """,
+        {"start": window.start},
     )
-    later = _count(
-        connection.execute(
-            f'DELETE FROM {target} WHERE "{column}" >= $end '
-            f'AND "{key}" IN (SELECT "{key}" FROM incoming)',
-            {"end": window.end},
-        )
+    later = rows.delete(
+        f'"{column}" >= $end AND "{key}" IN (SELECT "{key}" FROM incoming)', {"end": window.end}
     )
     return WriteStats(
         rows_written=written,
         rows_replaced=replaced,
         redeliveries_dropped=incoming_rows - written,
         later_deliveries_removed=later,
+        removed_dates=tuple(sorted(rows.removed_dates)),
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from aquatech_assets import settings
-from aquatech_assets.pulls import PullListing, list_pulls, pull_hours
+from aquatech_assets.pulls import PullListing, PullScan, list_pulls, scan_pulls
 
 
 class PullStore(dg.ConfigurableResource):
@@ -20,7 +20,7 @@ class PullStore(dg.ConfigurableResource):
     def resolved_root(self) -> Path:
         location = self.root or settings.raw_data_location()
         if location.startswith("gs://"):
-            raise NotImplementedError(
+            raise settings.SettingsError(
                 f"AQUATECH_RAW_DATA={location} is a GCS bucket; reading pulls from GCS is not "
                 "built yet. Copy the pulls to a local folder and point AQUATECH_RAW_DATA at it."
             )
@@ -29,5 +29,5 @@ class PullStore(dg.ConfigurableResource):
     def pulls_between(self, start: datetime, end: datetime) -> PullListing:
         return list_pulls(self.resolved_root(), start, end)
 
-    def hours(self) -> list[datetime]:
-        return pull_hours(self.resolved_root())
+    def scan(self) -> PullScan:
+        return scan_pulls(self.resolved_root())

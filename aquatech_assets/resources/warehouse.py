@@ -25,6 +25,7 @@ class WriteStats:
     rows_replaced: int
     redeliveries_dropped: int = 0
     later_deliveries_removed: int = 0
+    removed_dates: tuple[date, ...] = ()
 
 
 def checked_identifier(name: str) -> str:
@@ -56,12 +57,14 @@ class Warehouse(dg.ConfigurableResource):
         frame: pl.DataFrame,
         window: PartitionWindow | None,
         unique_key: str | None = None,
+        dates_of: str | None = None,
     ) -> WriteStats:
         """Replaces the window's rows (the whole table without one) with `frame`, atomically.
 
         With `unique_key`, a key already stored from an earlier window keeps that row, and the
         rows of later windows with a key of `frame` are removed: the earliest window wins
-        whatever order windows are written in.
+        whatever order windows are written in. With `dates_of` (a timestamp column), the UTC
+        dates of every row removed are returned, so that what was counted on them is recounted.
         """
         raise NotImplementedError
 
