@@ -121,7 +121,7 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
             "files_read": raw.files_read,
             "files_skipped": len(listing.skipped),
             "files_rejected": unreadable_files.height,
-            "records_read": raw.records.height,
+            "records_read": raw.records.height + raw.rejected.height - unreadable_files.height,
             "records_rejected": rejected.height,
         }
         if listing.files:
