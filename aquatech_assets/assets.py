@@ -98,10 +98,10 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
     def pulls(context: dg.AssetExecutionContext, pull_store: PullStore):
         """Reads the pull hours' files once and splits them into the three hourly tables."""
         window = context.partition_time_window
-        listing = pull_store.pulls_between(window.start, window.end)
+        with pull_store.fetch(window.start, window.end) as listing:
+            raw = read_pull_files(listing.files)
         for skipped in listing.skipped:
             context.log.warning(f"skipped {skipped}")
-        raw = read_pull_files(listing.files)
         parsed = parse_events(raw.records)
         rejected = pl.concat([raw.rejected, parsed.rejected])
         unreadable_files = raw.rejected.filter(pl.col("record_index").is_null())

@@ -112,8 +112,8 @@ def _run(config: settings.Settings, start: datetime | None, end: datetime | None
     if start and end and start > end:
         return _fail(f"--from {start:{HOUR_FORMAT}} is after --to {end:{HOUR_FORMAT}}", 2)
     store = PullStore()
-    root = store.resolved_root()
-    if not root.is_dir():
+    root = store.location()
+    if not store.exists():
         return _fail(f"no pull folder at {root}: set AQUATECH_RAW_DATA to the folder pulls land in")
     scan = store.scan()
     _warn_each(f"{len(scan.skipped)} paths under {root} are not read", map(str, scan.skipped))

@@ -12,7 +12,7 @@ from aquatech_assets.io_managers import WarehouseIOManager
 from aquatech_assets.jobs import build_jobs
 from aquatech_assets.partitions import build_partitions
 from aquatech_assets.resources import DuckDBWarehouse, PullStore, Warehouse
-from aquatech_assets.sensors import build_late_data_sensor
+from aquatech_assets.sensors import build_late_data_sensor, build_pull_sensor
 from aquatech_assets.settings import Settings, SettingsError
 
 
@@ -37,7 +37,7 @@ def build_definitions(
     return dg.Definitions(
         assets=build_assets(partitions),
         jobs=list(jobs.values()),
-        sensors=[build_late_data_sensor(partitions, jobs)],
+        sensors=[build_pull_sensor(partitions, jobs), build_late_data_sensor(partitions, jobs)],
         resources={
             "warehouse": warehouse,
             "io_manager": WarehouseIOManager(warehouse=warehouse),

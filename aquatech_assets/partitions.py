@@ -7,6 +7,7 @@ current hour, day and month can be materialized while the device is still pullin
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from itertools import groupby
 
 import dagster as dg
 
@@ -59,6 +60,24 @@ def key_ranges(
         else:
             ranges.append(dg.PartitionKeyRange(key, key))
     return ranges, outside
+
+
+def hour_chunks(
+    hours: list[datetime], partitions: Partitions
+) -> tuple[list[dg.PartitionKeyRange], list[datetime]]:
+    """One run per UTC pull day, from its first to its last hour; and hours with no partition.
+
+    Hours in between without files are included: materializing them stores nothing, and a day
+    costs one run however sparse its pulls are.
+    """
+    inside, outside = [], []
+    for _, day_hours in groupby(sorted(hours), key=lambda hour: hour.date()):
+        day_hours = list(day_hours)
+        ranges, beyond = key_ranges(day_hours, partitions.hourly)
+        outside.extend(beyond)
+        if ranges:
+            inside.append(dg.PartitionKeyRange(ranges[0].start, ranges[-1].end))
+    return inside, outside
 
 
 def day_start(day: date) -> datetime:

@@ -3,15 +3,34 @@
 A pull's file name is its pull time in UTC (`YYYYMMDD-HHMMSS.json`) inside a folder named for its
 date. The name, not the file's modification time, decides the hour: files are often copied in
 late, and the name is the only time the device itself wrote down.
+
+The rules here work on what a store lists (`StoredFile`: a path relative to the store's root,
+its size and a version that changes when the content does), so a local folder and a GCS bucket
+are read by the same rules.
 """
 
+import hashlib
+import os
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 PULL_NAME = re.compile(r"(\d{8})-(\d{6})\.json")
+
+
+HOUR_KEY = "%Y-%m-%d-%H:00"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file (or a folder, `relative` ending in "/") as a store lists it."""
+
+    relative: str
+    size: int = 0
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class PullListing:
 class PullScan:
     hours: list[datetime]
     skipped: list[SkippedPath]
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 def pulled_at_from_name(name: str) -> datetime | None:
@@ -54,72 +74,127 @@ def pulled_at_from_name(name: str) -> datetime | None:
     return stamp.replace(tzinfo=UTC)
 
 
-def list_pulls(root: Path, start: datetime, end: datetime) -> PullListing:
-    """The pull files stamped in [start, end), sorted by pull time, and what was skipped.
+def classify(entry: StoredFile) -> datetime | SkippedPath:
+    """The pull time of a stored file, or why a partition run will not read it."""
+    parts = entry.relative.rstrip("/").split("/")
+    is_folder = entry.relative.endswith("/")
+    folder_date = _folder_date(parts[0]) if len(parts) > 1 or is_folder else None
+    if len(parts) == 1 and not is_folder:
+        return SkippedPath(entry.relative, "not in a date folder")
+    if folder_date is None:
+        return SkippedPath(parts[0] + "/", "not a YYYY-MM-DD folder")
+    if len(parts) > 2 or (is_folder and len(parts) == 2):
+        return SkippedPath("/".join(parts[:2]) + "/", "a folder inside a date folder")
+    pulled_at = pulled_at_from_name(parts[1])
+    if pulled_at is None:
+        return SkippedPath(entry.relative, "name is not a pull stamp YYYYMMDD-HHMMSS.json")
+    if pulled_at.date() != folder_date:
+        return SkippedPath(entry.relative, "stamped for another day than its folder")
+    return pulled_at
 
-    Only the date folders that the window overlaps are listed, so the cost of a partition does not
-    grow with the history kept in the folder.
+
+def pulls_in_window(
+    entries: Iterable[StoredFile], start: datetime, end: datetime
+) -> tuple[list[tuple[StoredFile, datetime]], list[SkippedPath]]:
+    """The entries stamped in [start, end), by pull time, and what was skipped among them."""
+    found, skipped = [], []
+    for entry in entries:
+        kind = classify(entry)
+        if isinstance(kind, SkippedPath):
+            _add_once(skipped, kind)
+        elif start <= kind < end:
+            found.append((entry, kind))
+    found.sort(key=lambda pair: (pair[1], pair[0].relative))
+    return found, skipped
+
+
+def scan(entries: Iterable[StoredFile]) -> PullScan:
+    """Every pull hour with a file a partition run will read, with a fingerprint of its files.
+
+    A fingerprint changes when a file of the hour is added, removed, or rewritten (its size or
+    version changes), so comparing fingerprints tells which hours need to run again.
     """
-    files: list[PullFile] = []
+    by_hour: dict[str, list[str]] = defaultdict(list)
     skipped: list[SkippedPath] = []
-    for folder in _date_folders(root, start, end):
-        for path in sorted(folder.iterdir()):
-            pulled_at = _pull_time(root, folder, path, skipped)
-            if pulled_at is not None and start <= pulled_at < end:
-                relative = path.relative_to(root).as_posix()
-                files.append(PullFile(path=path, source_file=relative, pulled_at=pulled_at))
-    files.sort(key=lambda pull: (pull.pulled_at, pull.source_file))
+    for entry in entries:
+        kind = classify(entry)
+        if isinstance(kind, SkippedPath):
+            _add_once(skipped, kind)
+        else:
+            by_hour[kind.strftime(HOUR_KEY)].append(
+                f"{entry.relative}|{entry.size}|{entry.version}"
+            )
+    fingerprints = {
+        hour: hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+        for hour, lines in by_hour.items()
+    }
+    hours = sorted(datetime.strptime(hour, HOUR_KEY).replace(tzinfo=UTC) for hour in by_hour)
+    return PullScan(hours=hours, skipped=skipped, fingerprints=fingerprints)
+
+
+def date_folders(start: datetime, end: datetime) -> Iterator[str]:
+    """The names of the date folders a window [start, end) overlaps."""
+    day = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    while day <= last:
+        yield day.isoformat()
+        day += timedelta(days=1)
+
+
+def local_entries(root: Path, folders: Iterable[str] | None = None) -> Iterator[StoredFile]:
+    """What a local folder holds, two levels deep; only the named date folders when given.
+
+    The version is the file's change time (ctime), which a copy that keeps an old modification
+    time still moves.
+    """
+    if folders is None:
+        if not root.is_dir():
+            return
+        tops = sorted(os.scandir(root), key=lambda entry: entry.name)
+        for top in tops:
+            if top.is_dir() and _folder_date(top.name) is not None:
+                yield from _folder_entries(root, top.name)
+            elif top.is_dir():
+                yield StoredFile(top.name + "/")
+            else:
+                yield _stored(top.name, top)
+        return
+    for name in folders:
+        if (root / name).is_dir():
+            yield from _folder_entries(root, name)
+
+
+def list_pulls(root: Path, start: datetime, end: datetime) -> PullListing:
+    """The local pull files stamped in [start, end), listing only the window's date folders."""
+    found, skipped = pulls_in_window(local_entries(root, date_folders(start, end)), start, end)
+    files = [
+        PullFile(root / entry.relative, entry.relative, pulled_at) for entry, pulled_at in found
+    ]
     return PullListing(files=files, skipped=skipped)
 
 
 def scan_pulls(root: Path) -> PullScan:
-    """Every pull hour that has a file a partition run will read, and everything else found.
-
-    The same rule as `list_pulls` decides, so an hour found here is an hour whose run reads it.
-    """
-    hours: set[datetime] = set()
-    skipped: list[SkippedPath] = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        relative = folder.relative_to(root).as_posix()
-        if not folder.is_dir():
-            skipped.append(SkippedPath(relative, "not in a date folder"))
-        elif _folder_date(folder) is None:
-            skipped.append(SkippedPath(relative + "/", "not a YYYY-MM-DD folder"))
-        else:
-            for path in sorted(folder.iterdir()):
-                pulled_at = _pull_time(root, folder, path, skipped)
-                if pulled_at is not None:
-                    hours.add(pulled_at.replace(minute=0, second=0))
-    return PullScan(hours=sorted(hours), skipped=skipped)
+    return scan(local_entries(root))
 
 
-def _pull_time(root: Path, folder: Path, path: Path, skipped: list[SkippedPath]) -> datetime | None:
-    """The pull time of a file of a date folder, or None with the reason it is skipped."""
-    relative = path.relative_to(root).as_posix()
-    pulled_at = pulled_at_from_name(path.name)
-    if path.is_dir():
-        skipped.append(SkippedPath(relative + "/", "a folder inside a date folder"))
-    elif pulled_at is None:
-        skipped.append(SkippedPath(relative, "name is not a pull stamp YYYYMMDD-HHMMSS.json"))
-    elif pulled_at.date() != _folder_date(folder):
-        skipped.append(SkippedPath(relative, "stamped for another day than its folder"))
-    else:
-        return pulled_at
-    return None
+def _folder_entries(root: Path, name: str) -> Iterator[StoredFile]:
+    for child in sorted(os.scandir(root / name), key=lambda entry: entry.name):
+        relative = f"{name}/{child.name}"
+        yield StoredFile(relative + "/") if child.is_dir() else _stored(relative, child)
 
 
-def _folder_date(folder: Path) -> date | None:
+def _stored(relative: str, entry: os.DirEntry) -> StoredFile:
+    stat = entry.stat()
+    return StoredFile(relative, stat.st_size, str(stat.st_ctime_ns))
+
+
+def _add_once(skipped: list[SkippedPath], path: SkippedPath) -> None:
+    if not skipped or skipped[-1] != path:
+        skipped.append(path)
+
+
+def _folder_date(name: str) -> date | None:
     try:
-        return date.fromisoformat(folder.name) if len(folder.name) == 10 else None
+        return date.fromisoformat(name) if len(name) == 10 else None
     except ValueError:
         return None
-
-
-def _date_folders(root: Path, start: datetime, end: datetime) -> Iterator[Path]:
-    day = start.astimezone(UTC).date()
-    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
-    while day <= last:
-        folder = root / day.isoformat()
-        if folder.is_dir():
-            yield folder
-        day += timedelta(days=1)

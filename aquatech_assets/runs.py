@@ -7,12 +7,11 @@ command line ends in the same tables as one left to the sensor.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from itertools import groupby
 
 import dagster as dg
 
 from aquatech_assets.jobs import INGEST_JOB
-from aquatech_assets.partitions import Partitions, key_ranges
+from aquatech_assets.partitions import Partitions, hour_chunks
 from aquatech_assets.sensors import EVENT_DATA, aggregate_run_requests, event_dates_of
 
 RANGE_START = "dagster/asset_partition_range_start"
@@ -53,24 +52,6 @@ def requested_hours(
         hours.append(hour)
         hour += timedelta(hours=1)
     return hours
-
-
-def hour_chunks(
-    hours: list[datetime], partitions: Partitions
-) -> tuple[list[dg.PartitionKeyRange], list[datetime]]:
-    """One run per UTC pull day, from its first to its last hour; and hours with no partition.
-
-    Hours in between without files are included: materializing them stores nothing, and a day
-    costs one run however sparse its pulls are.
-    """
-    inside, outside = [], []
-    for _, day_hours in groupby(sorted(hours), key=lambda hour: hour.date()):
-        day_hours = list(day_hours)
-        ranges, beyond = key_ranges(day_hours, partitions.hourly)
-        outside.extend(beyond)
-        if ranges:
-            inside.append(dg.PartitionKeyRange(ranges[0].start, ranges[-1].end))
-    return inside, outside
 
 
 def materialize(

@@ -1,4 +1,7 @@
-"""The late-data sensor: new event_data partitions to exactly the aggregates they changed.
+"""The two sensors that keep the tables up to date on their own.
+
+`pull_sensor` turns new or changed pull files into ingest runs of their pull hours.
+`late_data_sensor` turns new event_data partitions into exactly the aggregates they changed.
 
 Each event_data materialization records the event dates its rows fall on, and the dates of the
 rows it removed (a re-run that lost a file, a later copy of an event replaced by its first).
@@ -7,17 +10,24 @@ skipped, however many land between ticks) and requests those days of dau and eve
 and their months of mau.
 """
 
+import base64
+import hashlib
+import json
+import zlib
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
 from aquatech_assets.assets import EVENT_DATES
 from aquatech_assets.io_managers import EVENT_DATES_REMOVED
-from aquatech_assets.jobs import DAILY_JOB, MONTHLY_JOB
-from aquatech_assets.partitions import Partitions, day_start, key_ranges
+from aquatech_assets.jobs import DAILY_JOB, INGEST_JOB, MONTHLY_JOB
+from aquatech_assets.partitions import Partitions, day_start, hour_chunks, key_ranges
+from aquatech_assets.pulls import HOUR_KEY
+from aquatech_assets.resources import PullStore
 
 EVENT_DATA = dg.AssetKey("event_data")
+RAW_EVENTS = dg.AssetKey("raw_events")
 MATERIALIZATIONS_PER_TICK = 1000
 
 
@@ -104,3 +114,102 @@ def _run_request(
             "dagster/asset_partition_range_end": key_range.end,
         },
     )
+
+
+def encode_fingerprints(fingerprints: dict[str, str]) -> str:
+    """The pull sensor's cursor: every pull hour's fingerprint, compressed (~30 bytes an hour)."""
+    text = json.dumps({"v": 1, "hours": fingerprints}, sort_keys=True, separators=(",", ":"))
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+
+
+def decode_fingerprints(cursor: str | None) -> dict[str, str] | None:
+    if not cursor:
+        return None
+    return json.loads(zlib.decompress(base64.b64decode(cursor)))["hours"]
+
+
+def changed_hours(previous: dict[str, str], current: dict[str, str]) -> list[str]:
+    """Pull hours whose files were added, removed or rewritten since `previous` was taken."""
+    return sorted(
+        hour for hour in previous.keys() | current.keys() if previous.get(hour) != current.get(hour)
+    )
+
+
+def pull_run_requests(
+    hours: list[str],
+    previous: dict[str, str],
+    current: dict[str, str],
+    partitions: Partitions,
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """Ingest runs for the hours, a pull day per run; and the hours with no partition.
+
+    The run key names the hours' files before and after the change, so a tick repeated after a
+    crash asks for nothing twice, while new files in an hour already run make a new key.
+    """
+    instants = [datetime.strptime(hour, HOUR_KEY).replace(tzinfo=UTC) for hour in hours]
+    chunks, outside = hour_chunks(instants, partitions)
+    requests = []
+    for chunk in chunks:
+        keys = partitions.hourly.get_partition_keys_in_range(chunk)
+        change = "|".join(f"{key}:{previous.get(key)}>{current.get(key)}" for key in keys)
+        digest = hashlib.sha256(change.encode()).hexdigest()[:16]
+        tags = {}
+        if chunk.start != chunk.end:
+            tags = {
+                "dagster/asset_partition_range_start": chunk.start,
+                "dagster/asset_partition_range_end": chunk.end,
+            }
+        requests.append(
+            dg.RunRequest(
+                run_key=f"pulls:{chunk.start}..{chunk.end}:{digest}",
+                job_name=INGEST_JOB,
+                partition_key=chunk.start if chunk.start == chunk.end else None,
+                tags=tags,
+            )
+        )
+    return requests, [instant.strftime(HOUR_KEY) for instant in outside]
+
+
+def build_pull_sensor(partitions: Partitions, jobs: dict) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="pull_sensor",
+        jobs=[jobs[INGEST_JOB]],
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Ingests the pull hours whose files are new, rewritten or removed since the last tick; "
+            "late_data_sensor then recounts what they touched."
+        ),
+    )
+    def pull_sensor(
+        context: dg.SensorEvaluationContext, pull_store: PullStore
+    ) -> dg.SensorResult | dg.SkipReason:
+        scanned = pull_store.scan()
+        current = scanned.fingerprints
+        previous = decode_fingerprints(context.cursor)
+        if previous is None:
+            # First tick: hours materialized before the sensor ran (by the CLI or the UI) are
+            # taken as they are; every other hour with files is new.
+            done = context.instance.get_materialized_partitions(RAW_EVENTS)
+            previous = {hour: fingerprint for hour, fingerprint in current.items() if hour in done}
+        hours = changed_hours(previous, current)
+        for skipped in scanned.skipped[:20]:
+            context.log.warning(f"not read: {skipped}")
+        if not hours:
+            return dg.SkipReason(
+                f"no pull hour changed among {len(current)} hours under {pull_store.location()}"
+            )
+        requests, outside = pull_run_requests(hours, previous, current, partitions)
+        if outside:
+            context.log.warning(
+                f"{len(outside)} pull hours have no partition (before AQUATECH_START_DATE or "
+                f"in the future) and are not read: {', '.join(outside[:20])}"
+            )
+        context.log.info(
+            f"{len(hours)} pull hours changed under {pull_store.location()}: "
+            f"{', '.join(hours[:20])}{' ...' if len(hours) > 20 else ''}; "
+            f"requesting {len(requests)} runs"
+        )
+        return dg.SensorResult(run_requests=requests, cursor=encode_fingerprints(current))
+
+    return pull_sensor

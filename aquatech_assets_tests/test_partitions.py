@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from aquatech_assets.partitions import build_partitions, key_ranges
-from aquatech_assets.runs import hour_chunks, requested_hours
+from aquatech_assets.partitions import build_partitions, hour_chunks, key_ranges
+from aquatech_assets.runs import requested_hours
 
 PARTITIONS = build_partitions(date(2022, 9, 1))
 
