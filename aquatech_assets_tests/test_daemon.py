@@ -1,7 +1,8 @@
 """`dagster dev` itself, left alone: pulls copied in end as exact tables, late pulls too.
 
-This proves the sensors run by default and chain: pull_sensor ingests, late_data_sensor
-recounts. Every wait is bounded; the processes are stopped by their own process group.
+This proves the sensors run by default and chain (pull_sensor ingests, late_data_sensor
+recounts) and that a restart loses and repeats nothing. Every wait is bounded; the processes
+are stopped by their own process group.
 """
 
 import json
@@ -16,6 +17,7 @@ import urllib.request
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -171,7 +173,15 @@ def store(request, tmp_path):
         yield Bucket()
 
 
-def test_dagster_dev_alone_turns_copied_pulls_and_late_pulls_into_exact_tables(store, tmp_path):
+def ingest_runs(monkeypatch, home: Path) -> int:
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        return len(instance.get_run_records(dg.RunsFilter(job_name="ingest_job")))
+
+
+def test_dagster_dev_alone_turns_copied_pulls_and_late_pulls_into_exact_tables(
+    store, tmp_path, monkeypatch
+):
     staging = tmp_path / "staging"
     write_sample_pulls(staging, date(2022, 10, 1), 1, users=400, events_per_day=2000, seed=7)
     late = tmp_path / "late"
@@ -192,11 +202,16 @@ def test_dagster_dev_alone_turns_copied_pulls_and_late_pulls_into_exact_tables(s
     server = DagsterDev(tmp_path, env)
     try:
         server.wait_until_serving()
-
         store.put(staging / "raw_data")
         first = independent.count(staging / "raw_data")
         wait_for(lambda: tables_match(database, first), SETTLE_SECONDS, "the day's tables", server)
+    finally:
+        server.stop()
+    runs_before_restart = ingest_runs(monkeypatch, home)
 
+    server = DagsterDev(tmp_path, env)
+    try:
+        server.wait_until_serving()
         store.put(late, old_times=True)
         shutil.copytree(late, staging / "raw_data", dirs_exist_ok=True)
         second = independent.count(staging / "raw_data")
@@ -204,4 +219,5 @@ def test_dagster_dev_alone_turns_copied_pulls_and_late_pulls_into_exact_tables(s
         wait_for(lambda: tables_match(database, second), SETTLE_SECONDS, "the late rows", server)
     finally:
         server.stop()
-    assert server.process.returncode is not None
+    # The restart repeated nothing: one more ingest run for each of the two late pulls' days.
+    assert ingest_runs(monkeypatch, home) == runs_before_restart + 2
