@@ -80,5 +80,22 @@ def hour_chunks(
     return inside, outside
 
 
+def exact_hour_ranges(
+    hours: list[datetime], partitions: Partitions
+) -> tuple[list[dg.PartitionKeyRange], list[datetime]]:
+    """Runs of adjacent pull hours, each cut at UTC midnight; and the hours with no partition.
+
+    Unlike `hour_chunks`, no hour outside `hours` is included, so nothing unchanged runs again.
+    """
+    ranges, outside = key_ranges(hours, partitions.hourly)
+    pieces = []
+    for key_range in ranges:
+        keys = partitions.hourly.get_partition_keys_in_range(key_range)
+        for _, day_keys in groupby(keys, key=lambda key: key[:10]):
+            day_keys = list(day_keys)
+            pieces.append(dg.PartitionKeyRange(day_keys[0], day_keys[-1]))
+    return pieces, outside
+
+
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -22,7 +22,7 @@ import dagster as dg
 from aquatech_assets.assets import EVENT_DATES
 from aquatech_assets.io_managers import EVENT_DATES_REMOVED
 from aquatech_assets.jobs import DAILY_JOB, INGEST_JOB, MONTHLY_JOB
-from aquatech_assets.partitions import Partitions, day_start, hour_chunks, key_ranges
+from aquatech_assets.partitions import Partitions, day_start, exact_hour_ranges, key_ranges
 from aquatech_assets.pulls import HOUR_KEY
 from aquatech_assets.resources import PullStore
 
@@ -141,13 +141,13 @@ def pull_run_requests(
     current: dict[str, str],
     partitions: Partitions,
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """Ingest runs for the hours, a pull day per run; and the hours with no partition.
+    """Ingest runs for exactly these hours, adjacent ones of a day in one run; and the outsiders.
 
     The run key names the hours' files before and after the change, so a tick repeated after a
     crash asks for nothing twice, while new files in an hour already run make a new key.
     """
     instants = [datetime.strptime(hour, HOUR_KEY).replace(tzinfo=UTC) for hour in hours]
-    chunks, outside = hour_chunks(instants, partitions)
+    chunks, outside = exact_hour_ranges(instants, partitions)
     requests = []
     for chunk in chunks:
         keys = partitions.hourly.get_partition_keys_in_range(chunk)

@@ -94,7 +94,7 @@ def test_the_pull_sensor_sees_new_and_rewritten_objects_in_a_bucket(bucket, buck
 
     upload(bucket, BASE_PULLS)
     first = tick(None)
-    assert len(first.run_requests) == 2
+    assert len(first.run_requests) == 4
     assert isinstance(tick(first.cursor), dg.SkipReason)
 
     upload(

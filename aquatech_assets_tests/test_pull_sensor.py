@@ -39,14 +39,18 @@ def test_the_first_tick_on_an_empty_folder_requests_nothing(tick):
     assert isinstance(tick(None), dg.SkipReason)
 
 
-def test_the_first_tick_requests_every_pull_day_with_files_as_one_run_each(pipeline, tick):
+def test_the_first_tick_requests_exactly_the_hours_with_files_adjacent_ones_together(
+    pipeline, tick
+):
     write_pulls(pipeline.raw_data, {**BASE_PULLS, **LATE_PULL})
 
     result = tick(None)
 
     assert requested(result) == [
-        "2022-10-01-09:00..2022-10-01-23:00",
-        "2022-10-02-00:00..2022-10-02-07:00",
+        "2022-10-01-09:00",
+        "2022-10-01-23:00",
+        "2022-10-02-00:00",
+        "2022-10-02-03:00..2022-10-02-07:00",
         "2022-10-22-12:00",
     ]
     assert {request.job_name for request in result.run_requests} == {"ingest_job"}
@@ -135,6 +139,20 @@ def test_pull_hours_before_the_start_date_are_not_requested(pipeline, tick):
     assert result.run_requests == []
     assert set(decode_fingerprints(result.cursor)) == {"2022-08-15-10:00"}
     assert isinstance(tick(result.cursor), dg.SkipReason)
+
+
+def test_a_whole_new_day_of_pulls_is_one_run_and_a_day_boundary_splits_runs(pipeline, tick):
+    hours = {
+        f"2022-10-0{day}/2022100{day}-{hour:02d}0500.json": []
+        for day in (1, 2)
+        for hour in range(24)
+    }
+    write_pulls(pipeline.raw_data, hours)
+
+    assert requested(tick(None)) == [
+        "2022-10-01-00:00..2022-10-01-23:00",
+        "2022-10-02-00:00..2022-10-02-23:00",
+    ]
 
 
 def test_the_requested_runs_launch_and_ingest_the_files(pipeline, tick):
