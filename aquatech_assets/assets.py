@@ -17,7 +17,8 @@ from aquatech_assets.parsing import parse_events, read_pull_files
 from aquatech_assets.partitions import LATENESS_DAYS, Partitions
 from aquatech_assets.resources import PullStore, Warehouse
 
-# Every asset here writes the one DuckDB file; the pool makes runs take turns.
+# Every asset here writes the warehouse; the pool makes runs take turns (DuckDB allows one writer
+# process, and BigQuery aborts one of two transactions that change a table at once).
 WAREHOUSE_POOL = "aquatech_warehouse"
 EVENT_DATES = "event_dates"
 PULL_HOURS_PER_RUN = 24

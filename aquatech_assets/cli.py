@@ -121,9 +121,10 @@ def _run(config: settings.Settings, start: datetime | None, end: datetime | None
     if not hours:
         print(f"no pull files under {root} in the requested range")
         return 0
+    target = config.duckdb_path if config.warehouse == "duckdb" else "AQUATECH_BIGQUERY_*"
     print(
         f"materializing {len(hours)} pull hours from {hours[0]:{HOUR_FORMAT}} to "
-        f"{hours[-1]:{HOUR_FORMAT}} into {config.warehouse} ({config.duckdb_path})"
+        f"{hours[-1]:{HOUR_FORMAT}} into {config.warehouse} ({target})"
     )
     with _instance() as instance:
         summary = materialize(

@@ -13,14 +13,15 @@ from aquatech_assets.jobs import build_jobs
 from aquatech_assets.partitions import build_partitions
 from aquatech_assets.resources import DuckDBWarehouse, PullStore, Warehouse
 from aquatech_assets.sensors import build_late_data_sensor, build_pull_sensor
-from aquatech_assets.settings import Settings, SettingsError
+from aquatech_assets.settings import Settings
 
 
 def warehouse_for(settings: Settings, duckdb_path: str | None = None) -> Warehouse:
+    """The warehouse AQUATECH_WAREHOUSE names; each reads its own settings when a run uses it."""
     if settings.warehouse == "bigquery":
-        raise SettingsError(
-            "AQUATECH_WAREHOUSE=bigquery is not built yet; unset it to use the DuckDB default."
-        )
+        from aquatech_assets.resources import BigQueryWarehouse
+
+        return BigQueryWarehouse()
     return DuckDBWarehouse(path=duckdb_path)
 
 
@@ -43,7 +44,7 @@ def build_definitions(
             "io_manager": WarehouseIOManager(warehouse=warehouse),
             "pull_store": PullStore(root=raw_data),
         },
-        # Steps of a run take turns on the DuckDB file instead of racing for its lock.
+        # Steps of a run take turns on the warehouse (DuckDB's file lock) instead of racing.
         executor=dg.in_process_executor,
     )
 

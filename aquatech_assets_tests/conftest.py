@@ -1,22 +1,73 @@
 """Shared fixtures: a hand-built pull folder whose answers are worked out in its docstring."""
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 
 from aquatech_assets.definitions import build_definitions
 from aquatech_assets.partitions import Partitions, build_partitions
-from aquatech_assets.resources import PullStore
+from aquatech_assets.resources import PullStore, Warehouse
+from aquatech_assets.resources import bigquery_warehouse as bq
 from aquatech_assets.runs import MaterializeSummary, materialize
-from aquatech_assets.settings import Settings
+from aquatech_assets.settings import WAREHOUSES, Settings
+from aquatech_assets_tests.bigquery_emulator import start as start_emulator
 
 START_DATE = date(2022, 9, 1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--warehouse",
+        choices=WAREHOUSES,
+        default="duckdb",
+        help="the warehouse the pipeline tests run on; bigquery starts the BigQuery emulator",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "duckdb_only: reads the DuckDB file itself; skipped with --warehouse=bigquery"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--warehouse") != "bigquery":
+        return
+    skip = pytest.mark.skip(reason="reads the DuckDB file itself (--warehouse=bigquery)")
+    for item in items:
+        if "duckdb_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """bqemulator on loopback for the whole session, stopped by its pid at the end."""
+    if request.config.getoption("--warehouse") != "bigquery":
+        pytest.skip("needs the BigQuery emulator: run with --warehouse=bigquery")
+    emulator = start_emulator(tmp_path_factory.mktemp("bqemulator"))
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def bigquery_dataset(bigquery_emulator, monkeypatch: pytest.MonkeyPatch):
+    """A fresh dataset per test, chosen as a user would: through the AQUATECH_BIGQUERY_* env."""
+    dataset = f"aquatech_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv(bq.PROJECT_ENV, bigquery_emulator.project)
+    monkeypatch.setenv(bq.DATASET_ENV, dataset)
+    monkeypatch.setenv(bq.LOCATION_ENV, "US")
+    monkeypatch.setenv(bq.ENDPOINT_ENV, bigquery_emulator.endpoint)
+    yield dataset
+    bigquery_emulator.client().delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+
 
 # The record of the design: user 21920 identifies on 2022-10-01, from Jakarta.
 DESIGN_RECORD = {
@@ -121,7 +172,7 @@ def write_pulls(raw_data: Path, pulls: dict) -> None:
 
 @dataclass
 class Pipeline:
-    """A project pointed at folders under tmp_path, with a real Dagster instance and DuckDB."""
+    """A project pointed at folders under tmp_path, a real Dagster instance and the warehouse."""
 
     raw_data: Path
     duckdb_path: Path
@@ -137,25 +188,31 @@ class Pipeline:
         assert not summary.failed, summary.runs
         return summary
 
+    @property
+    def warehouse(self) -> Warehouse:
+        return self.defs.resources["warehouse"]
+
     def table(self, name: str, order_by: str) -> pl.DataFrame:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as connection:
-            arrow = connection.sql(f"SELECT * FROM aquatech.{name} ORDER BY {order_by}")
-            return pl.from_arrow(arrow.to_arrow_table())
+        return self.warehouse.query(
+            f"SELECT * FROM {self.warehouse.qualified(name)} ORDER BY {order_by}"
+        )
 
     def rows(self, name: str, order_by: str, columns: str) -> list[tuple]:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as connection:
-            sql = f"SELECT {columns} FROM aquatech.{name} ORDER BY {order_by}"
-            return connection.sql(sql).fetchall()
+        sql = f"SELECT {columns} FROM {self.warehouse.qualified(name)} ORDER BY {order_by}"
+        return self.warehouse.query(sql).rows()
 
 
 @pytest.fixture
-def pipeline(tmp_path: Path):
+def pipeline(tmp_path: Path, request: pytest.FixtureRequest):
     raw_data = tmp_path / "raw_data"
     raw_data.mkdir()
     duckdb_path = tmp_path / "warehouse.duckdb"
+    warehouse = request.config.getoption("--warehouse")
+    if warehouse == "bigquery":
+        request.getfixturevalue("bigquery_dataset")
     settings = Settings(
         raw_data=str(raw_data),
-        warehouse="duckdb",
+        warehouse=warehouse,
         duckdb_path=str(duckdb_path),
         start_date=START_DATE,
     )

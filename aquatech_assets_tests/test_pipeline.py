@@ -204,6 +204,7 @@ def test_a_late_pull_changes_exactly_the_rows_of_the_days_and_months_it_touches(
     assert stamps_after[date(2022, 10, 1)] > stamps_before[date(2022, 10, 1)]
 
 
+@pytest.mark.duckdb_only
 def test_aggregates_ignore_the_duckdb_session_time_zone(pipeline):
     write_pulls(pipeline.raw_data, BASE_PULLS)
     pipeline.materialize()
