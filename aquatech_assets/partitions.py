@@ -14,6 +14,8 @@ import dagster as dg
 # Lineage only: how long after its event day a record may still arrive. The aggregates always
 # read all of event_data; this decides which event_data partitions the UI draws as upstream.
 LATENESS_DAYS = 30
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,13 @@ def exact_hour_ranges(
             day_keys = list(day_keys)
             pieces.append(dg.PartitionKeyRange(day_keys[0], day_keys[-1]))
     return pieces, outside
+
+
+def run_target(key_range: dg.PartitionKeyRange) -> dict:
+    """The keyword arguments that aim a run (a RunRequest or an in-process run) at the keys."""
+    if key_range.start == key_range.end:
+        return {"partition_key": key_range.start}
+    return {"tags": {RANGE_START: key_range.start, RANGE_END: key_range.end}}
 
 
 def day_start(day: date) -> datetime:

@@ -11,11 +11,9 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 
 from aquatech_assets.jobs import INGEST_JOB
-from aquatech_assets.partitions import Partitions, hour_chunks
+from aquatech_assets.partitions import Partitions, hour_chunks, run_target
 from aquatech_assets.sensors import EVENT_DATA, aggregate_run_requests, event_dates_of
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 # The runs' own INFO lines (files read, rows written) without Dagster's step-by-step DEBUG.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
@@ -89,18 +87,8 @@ def materialize(
 def _execute(
     job: dg.JobDefinition, key_range: dg.PartitionKeyRange, instance: dg.DagsterInstance
 ) -> dg.ExecuteInProcessResult:
-    if key_range.start == key_range.end:
-        return job.execute_in_process(
-            run_config=RUN_CONFIG,
-            instance=instance,
-            partition_key=key_range.start,
-            raise_on_error=False,
-        )
     return job.execute_in_process(
-        run_config=RUN_CONFIG,
-        instance=instance,
-        tags={RANGE_START: key_range.start, RANGE_END: key_range.end},
-        raise_on_error=False,
+        run_config=RUN_CONFIG, instance=instance, raise_on_error=False, **run_target(key_range)
     )
 
 

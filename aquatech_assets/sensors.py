@@ -22,7 +22,13 @@ import dagster as dg
 from aquatech_assets.assets import EVENT_DATES
 from aquatech_assets.io_managers import EVENT_DATES_REMOVED
 from aquatech_assets.jobs import DAILY_JOB, INGEST_JOB, MONTHLY_JOB
-from aquatech_assets.partitions import Partitions, day_start, exact_hour_ranges, key_ranges
+from aquatech_assets.partitions import (
+    Partitions,
+    day_start,
+    exact_hour_ranges,
+    key_ranges,
+    run_target,
+)
 from aquatech_assets.pulls import HOUR_KEY
 from aquatech_assets.resources import PullStore
 
@@ -107,16 +113,7 @@ def _run_request(
     run_key = (
         f"{run_key_prefix}:{job}:{key_range.start}..{key_range.end}" if run_key_prefix else None
     )
-    if key_range.start == key_range.end:
-        return dg.RunRequest(run_key=run_key, job_name=job, partition_key=key_range.start)
-    return dg.RunRequest(
-        run_key=run_key,
-        job_name=job,
-        tags={
-            "dagster/asset_partition_range_start": key_range.start,
-            "dagster/asset_partition_range_end": key_range.end,
-        },
-    )
+    return dg.RunRequest(run_key=run_key, job_name=job, **run_target(key_range))
 
 
 def encode_fingerprints(fingerprints: dict[str, str]) -> str:
@@ -156,18 +153,11 @@ def pull_run_requests(
         keys = partitions.hourly.get_partition_keys_in_range(chunk)
         change = "|".join(f"{key}:{previous.get(key)}>{current.get(key)}" for key in keys)
         digest = hashlib.sha256(change.encode()).hexdigest()[:16]
-        tags = {}
-        if chunk.start != chunk.end:
-            tags = {
-                "dagster/asset_partition_range_start": chunk.start,
-                "dagster/asset_partition_range_end": chunk.end,
-            }
         requests.append(
             dg.RunRequest(
                 run_key=f"pulls:{chunk.start}..{chunk.end}:{digest}",
                 job_name=INGEST_JOB,
-                partition_key=chunk.start if chunk.start == chunk.end else None,
-                tags=tags,
+                **run_target(chunk),
             )
         )
     return requests, [instant.strftime(HOUR_KEY) for instant in outside]
