@@ -99,7 +99,7 @@ def _materialize(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     raw_data = args.dir / "raw_data"
     if not raw_data.is_dir() or not any(raw_data.iterdir()):
-        _sample_data(argparse.Namespace(**{**vars(args), "dir": args.dir}))
+        _sample_data(args)
     else:
         print(f"using the pulls already under {raw_data}")
     os.environ.setdefault("AQUATECH_RAW_DATA", str(raw_data))

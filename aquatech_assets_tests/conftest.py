@@ -188,6 +188,14 @@ class Pipeline:
         assert not summary.failed, summary.runs
         return summary
 
+    def launch(self, request: dg.RunRequest) -> None:
+        """Runs what a sensor asked for, in process, as the daemon would launch it."""
+        job = self.defs.resolve_job_def(request.job_name)
+        outcome = job.execute_in_process(
+            instance=self.instance, partition_key=request.partition_key, tags=request.tags
+        )
+        assert outcome.success
+
     @property
     def warehouse(self) -> Warehouse:
         return self.defs.resources["warehouse"]

@@ -158,10 +158,6 @@ def test_a_whole_new_day_of_pulls_is_one_run_and_a_day_boundary_splits_runs(pipe
 def test_the_requested_runs_launch_and_ingest_the_files(pipeline, tick):
     write_pulls(pipeline.raw_data, BASE_PULLS)
     for request in tick(None).run_requests:
-        job = pipeline.defs.resolve_job_def(request.job_name)
-        outcome = job.execute_in_process(
-            instance=pipeline.instance, partition_key=request.partition_key, tags=request.tags
-        )
-        assert outcome.success
+        pipeline.launch(request)
 
     assert len(pipeline.rows("event_data", "uuid", "uuid")) == 9

@@ -97,11 +97,7 @@ def test_the_requests_it_makes_launch_and_give_the_late_answer(pipeline):
     result, _ = tick(pipeline, None)
 
     for request in result.run_requests:
-        job = pipeline.defs.resolve_job_def(request.job_name)
-        outcome = job.execute_in_process(
-            instance=pipeline.instance, partition_key=request.partition_key, tags=request.tags
-        )
-        assert outcome.success
+        pipeline.launch(request)
 
     assert pipeline.rows("dau", "event_date", "event_date, dau") == [
         (date(2022, 9, 28), 1),

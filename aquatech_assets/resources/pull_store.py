@@ -16,6 +16,7 @@ from aquatech_assets.pulls import (
     PullScan,
     StoredFile,
     date_folders,
+    list_pulls,
     local_entries,
     pulls_in_window,
     scan,
@@ -69,14 +70,10 @@ class PullStore(dg.ConfigurableResource):
     @contextmanager
     def fetch(self, start: datetime, end: datetime) -> Iterator[PullListing]:
         """The pulls stamped in [start, end) as local files, downloaded first from a bucket."""
-        found, skipped = pulls_in_window(self.entries(date_folders(start, end)), start, end)
         if not self.is_gcs():
-            root = self.resolved_root()
-            yield PullListing(
-                [PullFile(root / entry.relative, entry.relative, at) for entry, at in found],
-                skipped,
-            )
+            yield list_pulls(self.resolved_root(), start, end)
             return
+        found, skipped = pulls_in_window(self.entries(date_folders(start, end)), start, end)
         bucket_name, prefix = _split_gcs(self.location())
         bucket = _gcs_client().bucket(bucket_name)
         with TemporaryDirectory(prefix="aquatech-pulls-") as folder:
