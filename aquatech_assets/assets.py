@@ -6,16 +6,19 @@ month: a record that arrives weeks late counts as soon as it is stored.
 """
 
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
 from aquatech_assets import schemas
-from aquatech_assets.io_managers import DATES_OF, PARTITION_EXPR, UNIQUE_KEY
-from aquatech_assets.parsing import parse_events, read_pull_files
+from aquatech_assets.io_managers import COMPRESSED, DATES_OF, PARTITION_EXPR, UNIQUE_KEY
+from aquatech_assets.parsing import StagedPulls, stage_pulls
 from aquatech_assets.partitions import LATENESS_DAYS, Partitions
+from aquatech_assets.pulls import PullListing
 from aquatech_assets.resources import PullStore, Warehouse
+from aquatech_assets.staging import StagedTable, staging_connection
 
 # Every asset here writes the warehouse; the pool makes runs take turns (DuckDB allows one writer
 # process, and BigQuery aborts one of two transactions that change a table at once).
@@ -73,7 +76,7 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
                 "raw_events",
                 description="One row per record as pulled, as JSON text, by pull hour.",
                 partitions_def=hourly,
-                metadata={PARTITION_EXPR: "pulled_at"},
+                metadata={PARTITION_EXPR: "pulled_at", COMPRESSED: ["raw"]},
             ).with_io_manager_key("io_manager"),
             dg.AssetSpec(
                 "event_data",
@@ -97,79 +100,90 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PULL_HOURS_PER_RUN),
     )
     def pulls(context: dg.AssetExecutionContext, pull_store: PullStore):
-        """Reads the pull hours' files once and splits them into the three hourly tables."""
-        window = context.partition_time_window
-        with pull_store.fetch(window.start, window.end) as listing:
-            raw = read_pull_files(listing.files)
-        for skipped in listing.skipped:
-            context.log.warning(f"skipped {skipped}")
-        parsed = parse_events(raw.records)
-        rejected = pl.concat([raw.rejected, parsed.rejected])
-        unreadable_files = raw.rejected.filter(pl.col("record_index").is_null())
-        for row in unreadable_files.iter_rows(named=True):
-            context.log.warning(f"rejected file {row['source_file']}: {row['reason']}")
+        """Reads the pull hours' files once and splits them into the three hourly tables.
 
-        event_summary = summarize_events(parsed.events)
-        context.log.info(
-            f"pulls {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M}: "
-            f"{raw.files_read} files, {raw.records.height} records; {parsed.events.height} "
-            f"distinct uuids, {rejected.height} rejected, {parsed.duplicates_dropped} repeats "
-            "within these pulls dropped, "
-            f"{event_summary['late_records']} late; event dates "
-            f"{', '.join(event_summary[EVENT_DATES]) or 'none'}"
-        )
-        shared = {
-            "files_read": raw.files_read,
-            "files_skipped": len(listing.skipped),
-            "files_rejected": unreadable_files.height,
-            "records_read": raw.records.height + raw.rejected.height - unreadable_files.height,
-            "records_rejected": rejected.height,
-        }
-        if listing.files:
-            shared["files"] = dg.MetadataValue.json(
-                [pull.source_file for pull in listing.files[:FILES_LISTED_IN_METADATA]]
-            )
-        if listing.skipped:
-            shared["skipped_files"] = dg.MetadataValue.json([str(path) for path in listing.skipped])
-        yield dg.Output(raw.records, output_name="raw_events", metadata=shared)
-        yield dg.Output(
-            parsed.events,
-            output_name="event_data",
-            metadata={
-                **shared,
-                "duplicates_dropped": parsed.duplicates_dropped,
-                "late_records": event_summary["late_records"],
-                EVENT_DATES: dg.MetadataValue.json(event_summary[EVENT_DATES]),
-                "event_time_min": event_summary["event_time_min"],
-                "event_time_max": event_summary["event_time_max"],
-            },
-        )
-        yield dg.Output(rejected, output_name="rejected_events", metadata=shared)
+        The tables are staged in a local DuckDB until the IO manager has stored all three, so
+        the range's records never sit in Python memory.
+        """
+        window = context.partition_time_window
+        with staging_connection() as connection:
+            with pull_store.fetch(window.start, window.end) as listing:
+                staged = stage_pulls(connection, listing.files)
+            yield from _pulls_outputs(context, listing, staged)
 
     return pulls
 
 
-def summarize_events(events: pl.DataFrame) -> dict:
+def _pulls_outputs(
+    context: dg.AssetExecutionContext, listing: PullListing, staged: StagedPulls
+) -> Iterator[dg.Output]:
+    window = context.partition_time_window
+    for skipped in listing.skipped:
+        context.log.warning(f"skipped {skipped}")
+    unreadable_files = staged.rejected_events.connection.sql(
+        f"SELECT source_file, reason FROM {staged.rejected_events.sql_name} "
+        "WHERE record_index IS NULL ORDER BY source_file"
+    ).fetchall()
+    for source_file, reason in unreadable_files:
+        context.log.warning(f"rejected file {source_file}: {reason}")
+    rejected = staged.rejected_events.height
+    events = staged.event_data.height
+    event_summary = summarize_events(staged.event_data)
+    context.log.info(
+        f"pulls {window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M}: "
+        f"{staged.files_read} files, {staged.records_read} records; {events} distinct uuids, "
+        f"{rejected} rejected, {staged.duplicates_dropped} repeats within these pulls "
+        f"dropped, {event_summary['late_records']} late; event dates "
+        f"{', '.join(event_summary[EVENT_DATES]) or 'none'}"
+    )
+    shared = {
+        "files_read": staged.files_read,
+        "files_skipped": len(listing.skipped),
+        "files_rejected": staged.files_rejected,
+        "records_read": staged.records_read,
+        "records_rejected": rejected,
+    }
+    if listing.skipped:
+        shared["skipped_files"] = dg.MetadataValue.json([str(path) for path in listing.skipped])
+    raw_metadata = dict(shared)
+    if listing.files:
+        raw_metadata["files"] = dg.MetadataValue.json(
+            [pull.source_file for pull in listing.files[:FILES_LISTED_IN_METADATA]]
+        )
+    yield dg.Output(staged.raw_events, output_name="raw_events", metadata=raw_metadata)
+    yield dg.Output(
+        staged.event_data,
+        output_name="event_data",
+        metadata={
+            **shared,
+            "duplicates_dropped": staged.duplicates_dropped,
+            "late_records": event_summary["late_records"],
+            EVENT_DATES: dg.MetadataValue.json(event_summary[EVENT_DATES]),
+            "event_time_min": event_summary["event_time_min"],
+            "event_time_max": event_summary["event_time_max"],
+        },
+    )
+    yield dg.Output(staged.rejected_events, output_name="rejected_events", metadata=shared)
+
+
+def summarize_events(events: StagedTable) -> dict:
     """The event dates a batch touches, how many records are late, and its event-time range.
 
     A record is late when its event day (UTC) is before the day it was pulled: it changes a
     day's DAU after that day's own pulls were processed.
     """
-    if events.is_empty():
-        return {"late_records": 0, EVENT_DATES: [], "event_time_min": "", "event_time_max": ""}
-    event_day = pl.col("event_time").dt.date()
-    summary = events.select(
-        late_records=(event_day < pl.col("pulled_at").dt.date()).sum(),
-        dates=event_day.unique().sort(),
-        low=pl.col("event_time").min(),
-        high=pl.col("event_time").max(),
-    )
-    first = summary.row(0, named=True)
+    late, low, high = events.connection.sql(
+        "SELECT count(*) FILTER (CAST(event_time AS DATE) < CAST(pulled_at AS DATE)), "
+        f"min(event_time), max(event_time) FROM {events.sql_name}"
+    ).fetchall()[0]
+    dates = events.connection.sql(
+        f"SELECT DISTINCT CAST(event_time AS DATE) AS day FROM {events.sql_name} ORDER BY day"
+    ).fetchall()
     return {
-        "late_records": int(first["late_records"]),
-        EVENT_DATES: [day.isoformat() for day in summary["dates"].to_list()],
-        "event_time_min": first["low"].isoformat(),
-        "event_time_max": first["high"].isoformat(),
+        "late_records": int(late),
+        EVENT_DATES: [day.isoformat() for (day,) in dates],
+        "event_time_min": low.astimezone(UTC).isoformat() if low else "",
+        "event_time_max": high.astimezone(UTC).isoformat() if high else "",
     }
 
 

@@ -1,8 +1,10 @@
-"""One IO manager for every table, writing polars frames through whichever warehouse is chosen.
+"""One IO manager for every table, writing staged rows through whichever warehouse is chosen.
 
 Assets declare how their table is partitioned with the usual `partition_expr` metadata (the
 column holding the partition's time); event_data adds `aquatech/unique_key` (one row per uuid)
-and `aquatech/dates_of` (report the event dates of the rows a write removes). The IO manager
+and `aquatech/dates_of` (report the event dates of the rows a write removes), and raw_events
+`aquatech/compressed_columns` (long JSON text: stored compressed, left out of the preview).
+Assets hand over a `StagedTable` (or, for a few rows, a polars frame). The IO manager
 replaces exactly the partitions of the run (a range, for backfills) in one transaction, stamps
 `dl_updated_at`, and reports what every asset would otherwise repeat.
 """
@@ -12,12 +14,13 @@ from datetime import UTC, datetime
 import dagster as dg
 import polars as pl
 
-from aquatech_assets import schemas
 from aquatech_assets.resources import PartitionWindow, Warehouse
+from aquatech_assets.staging import StagedTable, staged_frame
 
 PARTITION_EXPR = "partition_expr"
 UNIQUE_KEY = "aquatech/unique_key"
 DATES_OF = "aquatech/dates_of"
+COMPRESSED = "aquatech/compressed_columns"
 EVENT_DATES_REMOVED = "event_dates_removed"
 PREVIEW_ROWS = 10
 
@@ -27,23 +30,35 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     warehouse: dg.ResourceDependency[Warehouse]
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: StagedTable | pl.DataFrame) -> None:
+        if isinstance(obj, pl.DataFrame):
+            with staged_frame(obj) as staged:
+                self._store(context, staged)
+        else:
+            self._store(context, obj)
+
+    def _store(self, context: dg.OutputContext, staged: StagedTable) -> None:
         table = context.asset_key.path[-1]
         metadata = context.definition_metadata or {}
-        window = _partition_window(context, metadata, obj)
-        frame = obj.with_columns(
-            dl_updated_at=pl.lit(datetime.now(UTC), dtype=schemas.UTC_TIME),
-        )
+        columns = staged.columns()
+        window = _partition_window(context, metadata, dict(columns))
+        staged.add_constant("dl_updated_at", datetime.now(UTC))
         stats = self.warehouse.replace(
-            table, frame, window, metadata.get(UNIQUE_KEY), metadata.get(DATES_OF)
+            table,
+            staged,
+            window,
+            metadata.get(UNIQUE_KEY),
+            metadata.get(DATES_OF),
+            tuple(metadata.get(COMPRESSED, ())),
         )
         output_metadata = {
             "dagster/row_count": stats.rows_written,
             "dagster/table_name": self.warehouse.qualified(table),
             "rows_replaced": stats.rows_replaced,
-            "dagster/column_schema": _column_schema(frame),
-            "preview": _preview(frame),
+            "dagster/column_schema": _column_schema(staged.columns()),
         }
+        if not metadata.get(COMPRESSED):
+            output_metadata["preview"] = _preview(staged.to_polars(limit=PREVIEW_ROWS))
         if metadata.get(UNIQUE_KEY):
             output_metadata["redeliveries_of_stored_events_dropped"] = stats.redeliveries_dropped
             output_metadata["later_deliveries_removed"] = stats.later_deliveries_removed
@@ -70,7 +85,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
 
 def _partition_window(
-    context: dg.OutputContext, metadata: dict, frame: pl.DataFrame
+    context: dg.OutputContext, metadata: dict, column_types: dict[str, str]
 ) -> PartitionWindow | None:
     if not context.has_asset_partitions:
         return None
@@ -82,15 +97,13 @@ def _partition_window(
         )
     time_window = context.asset_partitions_time_window
     start, end = time_window.start, time_window.end
-    if frame.schema.get(column) == pl.Date:
+    if column_types.get(column) == "DATE":
         return PartitionWindow(column, start.date(), end.date())
     return PartitionWindow(column, start, end)
 
 
-def _column_schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-    )
+def _column_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
 
 
 def _preview(frame: pl.DataFrame) -> dg.TableMetadataValue:

@@ -1,14 +1,16 @@
 """Pull files to typed event rows, with every record that cannot be used kept with a reason.
 
-DuckDB's JSON reader does the work: it reads many files per call, keeps each record as JSON
-text, and the fields are then pulled out with fixed casts. No column's type is ever inferred
-from the data, so an hour of odd records cannot change the table's schema. When a batch fails,
-the files are read one at a time to find the broken ones; only those are set aside.
+DuckDB does the work in a staging connection (see `staging`): `read_json_objects` reads many
+files per call straight into a table, each record kept as its JSON text, and one pass then
+pulls every field out of each record with a single parse (`json_extract` with a list of
+paths) and fixed casts. No column's type is ever inferred from the data, so an hour of odd
+records cannot change the table's schema. When a batch of files fails, its files are read
+one at a time to find the broken ones; only those are set aside.
 """
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -17,45 +19,45 @@ import polars as pl
 
 from aquatech_assets import schemas
 from aquatech_assets.pulls import PullFile
+from aquatech_assets.staging import StagedTable
 
 BOM = b"\xef\xbb\xbf"
 RAW_PREVIEW_CHARS = 2000
 _PEEK_BYTES = 65536
+# Files per read_json_objects call: enough that DuckDB's per-call cost vanishes, few enough
+# that one broken file costs a handful of retries to find.
+FILES_PER_READ = 512
+BYTES_PER_READ = 256 * 2**20
 
 
 @dataclass(frozen=True)
-class RawPulls:
-    """What a set of pull files holds: one row a record, plus what could not be read.
+class StagedPulls:
+    """The three hourly tables of a set of pull files, staged, and what reading them found.
 
-    `rejected` has a row for each file that could not be read (`record_index` null) and for
-    each line of newline-delimited JSON that did not parse.
+    `rejected_events` holds a row for each file that could not be read (`record_index` null),
+    each line of newline-delimited JSON that did not parse, and each record that is not a
+    usable event.
     """
 
-    records: pl.DataFrame
-    rejected: pl.DataFrame
+    raw_events: StagedTable
+    event_data: StagedTable
+    rejected_events: StagedTable
     files_read: int
-
-
-@dataclass(frozen=True)
-class ParsedEvents:
-    events: pl.DataFrame
-    rejected: pl.DataFrame
+    files_rejected: int
+    records_read: int
     duplicates_dropped: int
 
 
-def parse_connection() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for parsing; UTC so that a zone-less timestamp is read as UTC."""
-    connection = duckdb.connect(":memory:")
-    connection.execute("SET TimeZone = 'UTC'")
-    return connection
-
-
-def read_pull_files(files: Sequence[PullFile]) -> RawPulls:
-    """Every record of the files, in file order, as JSON text; broken files become rejections.
+def stage_pulls(connection: duckdb.DuckDBPyConnection, files: Sequence[PullFile]) -> StagedPulls:
+    """Reads the files into tables raw_events, event_data and rejected_events of `connection`.
 
     A JSON array (what the device writes), newline-delimited objects and a single object are all
-    read, with or without a UTF-8 byte order mark.
+    read, with or without a UTF-8 byte order mark. Within the files the first delivery of a
+    uuid is the earliest pull, then the earliest position in its file; the warehouse applies
+    the same rule against earlier and later pulls.
     """
+    connection.execute(f"CREATE TABLE raw_events ({_ddl(schemas.RAW_EVENTS)})")
+    connection.execute(f"CREATE TABLE read_rejections ({_ddl(schemas.REJECTED_EVENTS)})")
     rejected: list[dict] = []
     by_format: dict[str, list[PullFile]] = {"array": [], "unstructured": []}
     for pull in files:
@@ -64,70 +66,102 @@ def read_pull_files(files: Sequence[PullFile]) -> RawPulls:
             by_format[shape].append(pull)
         else:
             rejected.append(_file_rejection(pull, shape))
-
-    frames = []
-    with parse_connection() as connection:
-        for json_format, group in by_format.items():
-            if group:
-                frames.append(_read_group(connection, json_format, group, rejected))
-    records = pl.concat(frames) if frames else schemas.RAW_EVENTS.to_frame()
-    records = schemas.conform(records, schemas.RAW_EVENTS).sort(
-        "pulled_at", "source_file", "record_index"
-    )
-    rejected = schemas.conform(
-        pl.DataFrame(rejected, schema=schemas.REJECTED_EVENTS), schemas.REJECTED_EVENTS
-    )
-    return RawPulls(records=records, rejected=rejected, files_read=len(files))
-
-
-def parse_events(records: pl.DataFrame) -> ParsedEvents:
-    """Typed events from raw records, first delivery of each uuid, and the records rejected.
-
-    Within the batch the first delivery is the earliest pull, then the earliest position in the
-    file; the warehouse applies the same rule against earlier and later pulls.
-    """
-    with parse_connection() as connection:
-        connection.register("raw_records", records.to_arrow())
-        connection.execute(f"CREATE TEMP TABLE extracted AS {_EXTRACT_SQL}")
-        valid = connection.sql("SELECT count(*) FROM extracted WHERE reason IS NULL")
-        valid_count = valid.fetchall()[0][0]
-        events = pl.from_arrow(
-            connection.sql(
-                f"""
-                SELECT {", ".join(schemas.EVENT_DATA.names())} FROM extracted
-                WHERE reason IS NULL
-                QUALIFY row_number() OVER (
-                    PARTITION BY uuid ORDER BY pulled_at, source_file, record_index
-                ) = 1
-                ORDER BY pulled_at, source_file, record_index
-                """
-            ).to_arrow_table()
+    for json_format, group in by_format.items():
+        for batch in _batches(group):
+            _read_group(connection, json_format, batch, rejected)
+    if rejected:
+        _insert_frame(
+            connection, "read_rejections", pl.DataFrame(rejected, schema=schemas.REJECTED_EVENTS)
         )
-        rejected = pl.from_arrow(
-            connection.sql(
-                """
-                SELECT source_file, reason, raw, pulled_at, record_index FROM extracted
-                WHERE reason IS NOT NULL
-                ORDER BY pulled_at, source_file, record_index
-                """
-            ).to_arrow_table()
-        )
-    return ParsedEvents(
-        events=schemas.conform(events, schemas.EVENT_DATA),
-        rejected=schemas.conform(rejected, schemas.REJECTED_EVENTS),
-        duplicates_dropped=valid_count - events.height,
+
+    connection.execute(f"CREATE TABLE extracted AS {_EXTRACT_SQL}")
+    connection.execute(
+        f"""
+        CREATE TABLE event_data AS
+        SELECT {", ".join(schemas.EVENT_DATA.names())} FROM extracted
+        WHERE reason IS NULL
+        QUALIFY row_number() OVER (
+            PARTITION BY uuid ORDER BY pulled_at, source_file, record_index
+        ) = 1
+        """
+    )
+    connection.execute(
+        f"""
+        CREATE TABLE rejected_events AS
+        SELECT {", ".join(schemas.REJECTED_EVENTS.names())} FROM read_rejections
+        UNION ALL
+        SELECT {", ".join(schemas.REJECTED_EVENTS.names())} FROM extracted
+        WHERE reason IS NOT NULL
+        """
+    )
+    counts = connection.sql(
+        """
+        SELECT
+            (SELECT count(*) FROM extracted WHERE reason IS NULL),
+            (SELECT count(*) FROM extracted),
+            (SELECT count(*) FROM read_rejections WHERE record_index IS NULL),
+            (SELECT count(*) FROM read_rejections WHERE record_index IS NOT NULL)
+        """
+    ).fetchall()[0]
+    valid, records, files_rejected, lines_rejected = counts
+    connection.execute("DROP TABLE extracted")
+    event_data = StagedTable(connection, "event_data")
+    return StagedPulls(
+        raw_events=StagedTable(connection, "raw_events"),
+        event_data=event_data,
+        rejected_events=StagedTable(connection, "rejected_events"),
+        files_read=len(files),
+        files_rejected=files_rejected,
+        records_read=records + lines_rejected,
+        duplicates_dropped=valid - event_data.height,
     )
 
 
-def _geoip(field: str, cast: str | None = None) -> str:
-    value = f"""j->>'$."$geoip_{field}"'"""
-    expression = f"try_cast({value} AS {cast})" if cast else value
-    return f"{expression} AS geoip_{field}"
+def _ddl(schema: pl.Schema) -> str:
+    types = {pl.String: "VARCHAR", pl.Int64: "BIGINT", schemas.UTC_TIME: "TIMESTAMPTZ"}
+    return ", ".join(f"{name} {types[dtype]}" for name, dtype in schema.items())
 
 
-_GEOIP_COLUMNS = ",\n".join(
-    [_geoip(field) for field in schemas.GEOIP_TEXT_FIELDS]
-    + [_geoip(field, "DOUBLE") for field in schemas.GEOIP_NUMBER_FIELDS]
+def _batches(group: list[PullFile]) -> Iterator[list[PullFile]]:
+    batch: list[PullFile] = []
+    size = 0
+    for pull in group:
+        file_size = pull.path.stat().st_size
+        if batch and (len(batch) == FILES_PER_READ or size + file_size > BYTES_PER_READ):
+            yield batch
+            batch, size = [], 0
+        batch.append(pull)
+        size += file_size
+    if batch:
+        yield batch
+
+
+def _insert_frame(connection: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    # table is one of this module's own table names, never text from outside.
+    connection.register("frame_arrow", frame.to_arrow())
+    try:
+        connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame_arrow")
+    finally:
+        connection.unregister("frame_arrow")
+
+
+# Every path a record is read at, parsed once per record by one json_extract call. `distinct_id`
+# may sit in `properties`, as posthog-js sends it.
+_PATHS = (
+    ("uuid", "$.uuid"),
+    ("top_user_id", "$.distinct_id"),
+    ("properties_user_id", "$.properties.distinct_id"),
+    ("timestamp_json", "$.timestamp"),
+    ("event_json", "$.event"),
+    ("elements_json", "$.elements"),
+    ("properties_json", "$.properties"),
+) + tuple(
+    (f"geoip_{field}_json", f'$."$geoip_{field}"')
+    for field in schemas.GEOIP_TEXT_FIELDS + schemas.GEOIP_NUMBER_FIELDS
+)
+_PATH_LIST = "[" + ", ".join(f"'{path}'" for _, path in _PATHS) + "]"
+_PART_COLUMNS = ",\n    ".join(
+    f"parts[{position}] AS {name}" for position, (name, _) in enumerate(_PATHS, start=1)
 )
 
 _NUMBERS = "('UBIGINT', 'BIGINT', 'DOUBLE')"
@@ -142,22 +176,45 @@ def _kind(json_type: str) -> str:
     )
 
 
-# A record's parts as JSON, and their JSON types. `distinct_id` may sit in `properties`, as
-# posthog-js sends it.
-_PARTS_SQL = """
+def _present(json_value: str) -> str:
+    return f"coalesce(json_type({json_value}), 'NULL') <> 'NULL'"
+
+
+# A record's shape comes from its first character (the reader has already checked that it is
+# JSON), which spares parsing the whole record a second time.
+_PARTS_SQL = f"""
 SELECT *,
-    json_type(j) AS shape,
-    json_type(j->'$.uuid') AS uuid_type,
+    CASE left(ltrim(raw, ' \t\n\r'), 1)
+        WHEN '{{' THEN 'OBJECT' WHEN '[' THEN 'ARRAY' WHEN '"' THEN 'VARCHAR'
+        WHEN 't' THEN 'BOOLEAN' WHEN 'f' THEN 'BOOLEAN' WHEN 'n' THEN 'NULL' ELSE 'DOUBLE'
+    END AS shape,
+    json_type(uuid) AS uuid_type,
     json_type(user_id) AS user_type,
-    json_type(j->'$.timestamp') AS timestamp_type,
-    j->>'$.timestamp' AS timestamp_text
+    json_type(timestamp_json) AS timestamp_type,
+    timestamp_json->>'$' AS timestamp_text
 FROM (
     SELECT *,
-        CASE WHEN coalesce(json_type(j->'$.distinct_id'), 'NULL') <> 'NULL'
-            THEN j->'$.distinct_id' ELSE j->'$.properties.distinct_id' END AS user_id
-    FROM (SELECT *, CAST(raw AS JSON) AS j FROM raw_records)
+        CASE WHEN {_present("top_user_id")} THEN top_user_id ELSE properties_user_id END
+            AS user_id
+    FROM (
+        SELECT source_file, pulled_at, record_index, raw,
+            {_PART_COLUMNS}
+        FROM (SELECT *, json_extract(raw, {_PATH_LIST}) AS parts FROM raw_events)
+    )
 )
 """
+
+
+def _geoip(field: str, cast: str | None = None) -> str:
+    value = f"geoip_{field}_json->>'$'"
+    expression = f"try_cast({value} AS {cast})" if cast else value
+    return f"{expression} AS geoip_{field}"
+
+
+_GEOIP_COLUMNS = ",\n    ".join(
+    [_geoip(field) for field in schemas.GEOIP_TEXT_FIELDS]
+    + [_geoip(field, "DOUBLE") for field in schemas.GEOIP_NUMBER_FIELDS]
+)
 
 # Text ids are trimmed; a whole number (21920 or 21920.0) is the same user as its digits.
 # Numbers in `timestamp` are epoch seconds, or epoch milliseconds when too large to be seconds.
@@ -165,7 +222,7 @@ _FIELDS_SQL = f"""
 SELECT
     source_file, pulled_at, record_index, raw, shape, uuid_type, user_type,
     timestamp_type, timestamp_text,
-    CASE WHEN uuid_type = 'VARCHAR' THEN nullif(trim(j->>'$.uuid'), '') END AS uuid,
+    CASE WHEN uuid_type = 'VARCHAR' THEN nullif(trim(uuid->>'$'), '') END AS uuid,
     CASE
         WHEN user_type = 'VARCHAR' THEN nullif(trim(user_id->>'$'), '')
         WHEN user_type IN ('UBIGINT', 'BIGINT') THEN user_id->>'$'
@@ -173,17 +230,16 @@ SELECT
             AND abs(CAST(user_id AS DOUBLE)) < 1e15
             THEN CAST(CAST(CAST(user_id AS DOUBLE) AS BIGINT) AS VARCHAR)
     END AS distinct_id,
-    j->>'$.event' AS event,
+    event_json->>'$' AS event,
     CASE
         WHEN timestamp_type = 'VARCHAR' THEN try_cast(timestamp_text AS TIMESTAMPTZ)
         WHEN timestamp_type IN {_NUMBERS} AND CAST(timestamp_text AS DOUBLE) > 1e11
             THEN try(to_timestamp(CAST(timestamp_text AS DOUBLE) / 1000))
         WHEN timestamp_type IN {_NUMBERS} THEN try(to_timestamp(CAST(timestamp_text AS DOUBLE)))
     END AS event_time,
-    CASE WHEN coalesce(json_type(j->'$.elements'), 'NULL') <> 'NULL'
-        THEN CAST(j->'$.elements' AS VARCHAR) END AS elements,
-    CASE WHEN coalesce(json_type(j->'$.properties'), 'NULL') <> 'NULL'
-        THEN CAST(j->'$.properties' AS VARCHAR) END AS properties,
+    CASE WHEN {_present("elements_json")} THEN CAST(elements_json AS VARCHAR) END AS elements,
+    CASE WHEN {_present("properties_json")} THEN CAST(properties_json AS VARCHAR) END
+        AS properties,
     {_GEOIP_COLUMNS}
 FROM ({_PARTS_SQL})
 """
@@ -231,20 +287,26 @@ def _read_group(
     json_format: str,
     group: list[PullFile],
     rejected: list[dict],
-) -> pl.DataFrame:
+) -> None:
+    """Reads the files into raw_events; a batch that fails is read again file by file."""
     try:
-        return _read_json(connection, json_format, group)
+        _read_json(connection, json_format, group)
+        return
     except duckdb.Error as error:
         if len(group) == 1:
             problem = _first_line(error).replace(str(group[0].path), group[0].source_file)
-            return _salvage(json_format, group[0], problem, rejected)
-    return pl.concat([_read_group(connection, json_format, [pull], rejected) for pull in group])
+            kept = _salvage(json_format, group[0], problem, rejected)
+            _insert_frame(connection, "raw_events", kept)
+            return
+    for pull in group:
+        _read_group(connection, json_format, [pull], rejected)
 
 
 def _read_json(
     connection: duckdb.DuckDBPyConnection, json_format: str, group: list[PullFile]
-) -> pl.DataFrame:
-    # json_format is one of this module's two literals, never text from outside.
+) -> None:
+    # json_format is one of this module's two literals, never text from outside; the file
+    # names are bound as a parameter.
     files = pl.DataFrame(
         {
             "filename": [str(pull.path) for pull in group],
@@ -254,23 +316,22 @@ def _read_json(
         schema={"filename": pl.String, "source_file": pl.String, "pulled_at": schemas.UTC_TIME},
     )
     connection.register("pull_files", files.to_arrow())
-    result = connection.sql(
-        f"""
-        SELECT f.source_file, f.pulled_at,
-            row_number() OVER (PARTITION BY r.filename ORDER BY r.ordinality) - 1
-                AS record_index,
-            coalesce(CAST(r.raw AS VARCHAR), 'null') AS raw
-        FROM read_json(
-            $files, format = '{json_format}', records = false,
-            columns = {{'raw': 'JSON'}}, filename = true
-        ) WITH ORDINALITY AS r
-        JOIN pull_files AS f USING (filename)
-        """,
-        params={"files": files["filename"].to_list()},
-    )
-    frame = pl.from_arrow(result.to_arrow_table())
-    connection.unregister("pull_files")
-    return frame
+    try:
+        connection.execute(
+            f"""
+            INSERT INTO raw_events
+            SELECT f.source_file, f.pulled_at,
+                row_number() OVER (PARTITION BY r.filename ORDER BY r.ordinality) - 1,
+                CAST(r.json AS VARCHAR)
+            FROM read_json_objects(
+                $files, format = '{json_format}', filename = true
+            ) WITH ORDINALITY AS r
+            JOIN pull_files AS f USING (filename)
+            """,
+            {"files": files["filename"].to_list()},
+        )
+    finally:
+        connection.unregister("pull_files")
 
 
 def _salvage(json_format: str, pull: PullFile, problem: str, rejected: list[dict]) -> pl.DataFrame:

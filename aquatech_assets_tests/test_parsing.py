@@ -1,6 +1,7 @@
 """Pull files to raw records and typed events, with every unusable file and record kept."""
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import polars as pl
 import pytest
 
 from aquatech_assets import schemas
-from aquatech_assets.parsing import ParsedEvents, RawPulls, parse_events, read_pull_files
+from aquatech_assets.parsing import stage_pulls
 from aquatech_assets.pulls import PullFile
+from aquatech_assets.staging import StagedTable, staging_connection
 from aquatech_assets_tests.conftest import write_file
 
 BOM = b"\xef\xbb\xbf"
@@ -27,9 +29,9 @@ def ndjson(*records) -> str:
     return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in records)
 
 
-def compact(value) -> str:
-    """The JSON text DuckDB keeps for a record: no blanks between tokens."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def as_written(value) -> str:
+    """A record's text as `write_file` wrote it, which is what raw and rejected_events keep."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def write_pull(
@@ -41,9 +43,50 @@ def write_pull(
     return PullFile(path=path, source_file=f"2022-10-13/{name}", pulled_at=pulled_at)
 
 
+@dataclass(frozen=True)
+class RawPulls:
+    """What reading found: every record, and the files and lines that could not be read."""
+
+    records: pl.DataFrame
+    rejected: pl.DataFrame
+    files_read: int
+
+
+@dataclass(frozen=True)
+class ParsedEvents:
+    """What parsing the records found: the events, and the records that are not usable."""
+
+    events: pl.DataFrame
+    rejected: pl.DataFrame
+    duplicates_dropped: int
+
+
+ORDER = ("pulled_at", "source_file", "record_index")
+
+
 def parse(*pulls: PullFile) -> tuple[RawPulls, ParsedEvents]:
-    raw = read_pull_files(list(pulls))
-    return raw, parse_events(raw.records)
+    """Stages the pulls and splits rejected_events into file/line and record rejections."""
+    with staging_connection() as connection:
+        staged = stage_pulls(connection, list(pulls))
+        read_rejections = StagedTable(connection, "read_rejections")
+        connection.execute(
+            "CREATE TABLE record_rejections AS SELECT * FROM rejected_events "
+            "EXCEPT ALL SELECT * FROM read_rejections"
+        )
+        raw = RawPulls(
+            records=staged.raw_events.to_polars().sort(ORDER),
+            rejected=read_rejections.to_polars().sort(ORDER),
+            files_read=staged.files_read,
+        )
+        parsed = ParsedEvents(
+            events=staged.event_data.to_polars().sort(ORDER),
+            rejected=StagedTable(connection, "record_rejections").to_polars().sort(ORDER),
+            duplicates_dropped=staged.duplicates_dropped,
+        )
+        assert staged.rejected_events.height == raw.rejected.height + parsed.rejected.height
+        lines_rejected = raw.rejected.filter(pl.col("record_index").is_not_null()).height
+        assert staged.records_read == raw.records.height + lines_rejected
+    return raw, parsed
 
 
 def uuids_by_index(records: pl.DataFrame) -> list[tuple[str, int, str]]:
@@ -242,7 +285,7 @@ def test_an_unusable_record_is_rejected_with_its_reason_and_its_neighbours_land(
 
     assert raw.rejected.height == 0
     assert parsed.events["uuid"].to_list() == ["before", "after"]
-    assert parsed.rejected.rows() == [("2022-10-13/a.json", reason, compact(bad), PULLED_AT, 1)]
+    assert parsed.rejected.rows() == [("2022-10-13/a.json", reason, as_written(bad), PULLED_AT, 1)]
 
 
 def test_a_record_with_a_uuid_but_no_other_fields_reports_the_first_missing_one(tmp_path):

@@ -36,6 +36,7 @@ from aquatech_assets.resources.warehouse import (
     checked_identifier,
 )
 from aquatech_assets.settings import SettingsError
+from aquatech_assets.staging import StagedTable
 
 PROJECT_ENV = "AQUATECH_BIGQUERY_PROJECT"
 DATASET_ENV = "AQUATECH_BIGQUERY_DATASET"
@@ -173,11 +174,18 @@ class BigQueryWarehouse(Warehouse):
     def replace(
         self,
         table: str,
-        frame: pl.DataFrame,
+        rows: StagedTable | pl.DataFrame,
         window: PartitionWindow | None,
         unique_key: str | None = None,
         dates_of: str | None = None,
+        compressed: tuple[str, ...] = (),
     ) -> WriteStats:
+        """See `Warehouse.replace`: one load job into a staging table, one transaction.
+
+        Staged rows are loaded as one Parquet file built in memory; BigQuery compresses every
+        column itself, so `compressed` changes nothing here.
+        """
+        frame = rows if isinstance(rows, pl.DataFrame) else rows.to_polars()
         target = self.qualified(table)
         incoming = _schema(frame)
         client = self.client()

@@ -1,10 +1,11 @@
 """The embedded default warehouse: one DuckDB file, tables in schema `aquatech`."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 import duckdb
@@ -18,8 +19,12 @@ from aquatech_assets.resources.warehouse import (
     WriteStats,
     checked_identifier,
 )
+from aquatech_assets.staging import StagedTable, staged_frame
 
 _logger = dg.get_dagster_logger()
+# The name the warehouse file is attached under in a staging connection for a write.
+_CATALOG = "warehouse"
+T = TypeVar("T")
 
 
 class DuckDBLockTimeout(RuntimeError):
@@ -80,50 +85,93 @@ class DuckDBWarehouse(Warehouse):
     def replace(
         self,
         table: str,
-        frame: pl.DataFrame,
+        rows: StagedTable | pl.DataFrame,
         window: PartitionWindow | None,
         unique_key: str | None = None,
         dates_of: str | None = None,
+        compressed: tuple[str, ...] = (),
     ) -> WriteStats:
-        target = self.qualified(table)
-        with self.connect() as connection:
-            connection.register("incoming", frame.to_arrow())
+        """See `Warehouse.replace`; staged rows are copied in by SQL, never through Python.
+
+        The warehouse file is attached to the staging connection for the write, so DuckDB reads
+        the staged tables and writes the file in one engine, in one transaction.
+        """
+        if isinstance(rows, pl.DataFrame):
+            with staged_frame(rows) as staged:
+                return self.replace(table, staged, window, unique_key, dates_of, compressed)
+        with self._attached(rows.connection) as catalog:
+            target = f'"{catalog}".{self.qualified(table)}'
+            connection = rows.connection
             connection.execute("BEGIN TRANSACTION")
             try:
-                self._ensure_table(connection, table)
+                self._ensure_table(connection, catalog, table, rows, compressed)
                 stats = _replace_rows(
-                    _Rows(connection, target, dates_of), frame.height, window, unique_key
+                    _Rows(connection, target, rows.sql_name, dates_of),
+                    rows.height,
+                    window,
+                    unique_key,
                 )
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-            finally:
-                connection.unregister("incoming")
         return stats
 
-    def _ensure_table(self, connection: duckdb.DuckDBPyConnection, table: str) -> None:
-        """Creates the table from the frame's types, or adds the columns it lacks, by name."""
-        target = self.qualified(table)
+    @contextmanager
+    def _attached(self, connection: duckdb.DuckDBPyConnection) -> Iterator[str]:
+        path = self.resolved_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._waiting_for_lock(
+            path, lambda: connection.execute(f"ATTACH $path AS {_CATALOG}", {"path": str(path)})
+        )
+        try:
+            yield _CATALOG
+        finally:
+            connection.execute(f"DETACH {_CATALOG}")
+
+    def _ensure_table(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        catalog: str,
+        table: str,
+        rows: StagedTable,
+        compressed: tuple[str, ...],
+    ) -> None:
+        """Creates the table from the staged columns, or adds the columns it lacks, by name.
+
+        Columns named in `compressed` (raw JSON text) are stored with zstd, which is both
+        smaller and faster to write than DuckDB's default for long text.
+        """
         schema = checked_identifier(self.schema_name)
-        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        if not _table_exists(connection, schema, table):
-            connection.execute(f"CREATE TABLE {target} AS SELECT * FROM incoming LIMIT 0")
+        target = f'"{catalog}".{self.qualified(table)}'
+        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{catalog}"."{schema}"')
+        columns = rows.columns()
+        if not _table_exists(connection, schema, table, catalog):
+            definitions = ", ".join(
+                f'"{checked_identifier(name)}" {column_type}'
+                + (" USING COMPRESSION zstd" if name in compressed else "")
+                for name, column_type in columns
+            )
+            connection.execute(f"CREATE TABLE {target} ({definitions})")
             return
         existing = {
             row[0]
             for row in connection.execute(
                 "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = $schema AND table_name = $table",
-                {"schema": schema, "table": table},
+                "WHERE table_catalog = $catalog AND table_schema = $schema "
+                "AND table_name = $table",
+                {"catalog": catalog, "schema": schema, "table": table},
             ).fetchall()
         }
-        for name, column_type, *_ in connection.sql("DESCRIBE incoming").fetchall():
+        for name, column_type in columns:
             if name not in existing:
                 column = checked_identifier(name)
                 connection.execute(f'ALTER TABLE {target} ADD COLUMN "{column}" {column_type}')
 
     def _open_waiting_for_lock(self, path: Path) -> duckdb.DuckDBPyConnection:
+        return self._waiting_for_lock(path, lambda: duckdb.connect(str(path)))
+
+    def _waiting_for_lock(self, path: Path, action: Callable[[], T]) -> T:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_lock_conflict),
             wait=tenacity.wait_exponential(multiplier=0.2, max=5),
@@ -132,7 +180,7 @@ class DuckDBWarehouse(Warehouse):
             reraise=True,
         )
         try:
-            return retrying(duckdb.connect, str(path))
+            return retrying(action)
         except duckdb.IOException as error:
             if not _is_lock_conflict(error):
                 raise
@@ -149,6 +197,7 @@ class _Rows:
 
     connection: duckdb.DuckDBPyConnection
     target: str
+    source: str
     dates_of: str | None
     removed_dates: set = field(default_factory=set)
 
@@ -170,7 +219,7 @@ class _Rows:
 def _replace_rows(
     rows: _Rows, incoming_rows: int, window: PartitionWindow | None, unique_key: str | None
 ) -> WriteStats:
-    insert_all = f"INSERT INTO {rows.target} BY NAME SELECT * FROM incoming"
+    insert_all = f"INSERT INTO {rows.target} BY NAME SELECT * FROM {rows.source}"
     if window is None:
         replaced = rows.delete("true")
         written = rows.execute(insert_all)
@@ -188,7 +237,7 @@ def _replace_rows(
     written = rows.execute(
         f"""
         INSERT INTO {rows.target} BY NAME
-        SELECT * FROM incoming AS i
+        SELECT * FROM {rows.source} AS i
         WHERE NOT EXISTS (
             SELECT 1 FROM {rows.target} AS stored
             WHERE stored."{key}" = i."{key}" AND stored."{column}" < $start
@@ -197,7 +246,8 @@ def _replace_rows(
         {"start": window.start},
     )
     later = rows.delete(
-        f'"{column}" >= $end AND "{key}" IN (SELECT "{key}" FROM incoming)', {"end": window.end}
+        f'"{column}" >= $end AND "{key}" IN (SELECT "{key}" FROM {rows.source})',
+        {"end": window.end},
     )
     return WriteStats(
         rows_written=written,
@@ -213,11 +263,13 @@ def _count(result: duckdb.DuckDBPyConnection) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def _table_exists(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+def _table_exists(
+    connection: duckdb.DuckDBPyConnection, schema: str, table: str, catalog: str | None = None
+) -> bool:
     rows = connection.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = $schema AND table_name = $table",
-        {"schema": schema, "table": table},
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $schema "
+        "AND table_name = $table AND ($catalog IS NULL OR table_catalog = $catalog)",
+        {"schema": schema, "table": table, "catalog": catalog},
     ).fetchall()
     return rows[0][0] > 0
 

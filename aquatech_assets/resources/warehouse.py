@@ -3,9 +3,13 @@
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
+
+if TYPE_CHECKING:
+    from aquatech_assets.staging import StagedTable
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -54,17 +58,19 @@ class Warehouse(dg.ConfigurableResource):
     def replace(
         self,
         table: str,
-        frame: pl.DataFrame,
+        rows: "StagedTable | pl.DataFrame",
         window: PartitionWindow | None,
         unique_key: str | None = None,
         dates_of: str | None = None,
+        compressed: tuple[str, ...] = (),
     ) -> WriteStats:
-        """Replaces the window's rows (the whole table without one) with `frame`, atomically.
+        """Replaces the window's rows (the whole table without one) with `rows`, atomically.
 
         With `unique_key`, a key already stored from an earlier window keeps that row, and the
         rows of later windows with a key of `frame` are removed: the earliest window wins
         whatever order windows are written in. With `dates_of` (a timestamp column), the UTC
         dates of every row removed are returned, so that what was counted on them is recounted.
+        `compressed` names long text columns a warehouse may store compressed.
         """
         raise NotImplementedError
 
