@@ -15,7 +15,7 @@ import polars as pl
 from aquatech_assets import schemas
 from aquatech_assets.io_managers import COMPRESSED, DATES_OF, PARTITION_EXPR, UNIQUE_KEY
 from aquatech_assets.parsing import StagedPulls, stage_pulls
-from aquatech_assets.partitions import LATENESS_DAYS, Partitions
+from aquatech_assets.partitions import LATENESS_DAYS, PULL_HOURS_PER_RUN, Partitions
 from aquatech_assets.pulls import PullListing
 from aquatech_assets.resources import PullStore, Warehouse
 from aquatech_assets.staging import StagedTable, staging_connection
@@ -24,8 +24,8 @@ from aquatech_assets.staging import StagedTable, staging_connection
 # process, and BigQuery aborts one of two transactions that change a table at once).
 WAREHOUSE_POOL = "aquatech_warehouse"
 EVENT_DATES = "event_dates"
-PULL_HOURS_PER_RUN = 24
 FILES_LISTED_IN_METADATA = 50
+COLUMN_SCHEMA = "dagster/column_schema"
 
 
 def build_assets(partitions: Partitions) -> list[dg.AssetsDefinition]:
@@ -76,7 +76,11 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
                 "raw_events",
                 description="One row per record as pulled, as JSON text, by pull hour.",
                 partitions_def=hourly,
-                metadata={PARTITION_EXPR: "pulled_at", COMPRESSED: ["raw"]},
+                metadata={
+                    PARTITION_EXPR: "pulled_at",
+                    COMPRESSED: ["raw"],
+                    COLUMN_SCHEMA: schemas.column_schema(schemas.RAW_EVENTS),
+                },
             ).with_io_manager_key("io_manager"),
             dg.AssetSpec(
                 "event_data",
@@ -86,14 +90,22 @@ def _build_pulls(partitions: Partitions) -> dg.AssetsDefinition:
                 ),
                 deps=["raw_events"],
                 partitions_def=hourly,
-                metadata={PARTITION_EXPR: "pulled_at", UNIQUE_KEY: "uuid", DATES_OF: "event_time"},
+                metadata={
+                    PARTITION_EXPR: "pulled_at",
+                    UNIQUE_KEY: "uuid",
+                    DATES_OF: "event_time",
+                    COLUMN_SCHEMA: schemas.column_schema(schemas.EVENT_DATA),
+                },
             ).with_io_manager_key("io_manager"),
             dg.AssetSpec(
                 "rejected_events",
                 description="One row per record or file that could not be ingested, and why.",
                 deps=["raw_events"],
                 partitions_def=hourly,
-                metadata={PARTITION_EXPR: "pulled_at"},
+                metadata={
+                    PARTITION_EXPR: "pulled_at",
+                    COLUMN_SCHEMA: schemas.column_schema(schemas.REJECTED_EVENTS),
+                },
             ).with_io_manager_key("io_manager"),
         ],
         pool=WAREHOUSE_POOL,
@@ -200,7 +212,7 @@ def _build_aggregate(
         description=description,
         partitions_def=partitions_def,
         deps=[dg.AssetDep("event_data", partition_mapping=mapping)],
-        metadata={PARTITION_EXPR: partition_column},
+        metadata={PARTITION_EXPR: partition_column, COLUMN_SCHEMA: schemas.column_schema(schema)},
         pool=WAREHOUSE_POOL,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )

@@ -4,6 +4,7 @@ Assets declare how their table is partitioned with the usual `partition_expr` me
 column holding the partition's time); event_data adds `aquatech/unique_key` (one row per uuid)
 and `aquatech/dates_of` (report the event dates of the rows a write removes), and raw_events
 `aquatech/compressed_columns` (long JSON text: stored compressed, left out of the preview).
+Column schemas are definition metadata (`schemas.column_schema`), not repeated per partition.
 Assets hand over a `StagedTable` (or, for a few rows, a polars frame). The IO manager
 replaces exactly the partitions of the run (a range, for backfills) in one transaction, stamps
 `dl_updated_at`, and reports what every asset would otherwise repeat.
@@ -55,9 +56,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             "dagster/row_count": stats.rows_written,
             "dagster/table_name": self.warehouse.qualified(table),
             "rows_replaced": stats.rows_replaced,
-            "dagster/column_schema": _column_schema(staged.columns()),
         }
-        if not metadata.get(COMPRESSED):
+        if _single_partition(context) and not metadata.get(COMPRESSED):
             output_metadata["preview"] = _preview(staged.to_polars(limit=PREVIEW_ROWS))
         if metadata.get(UNIQUE_KEY):
             output_metadata["redeliveries_of_stored_events_dropped"] = stats.redeliveries_dropped
@@ -102,8 +102,13 @@ def _partition_window(
     return PartitionWindow(column, start, end)
 
 
-def _column_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
+def _single_partition(context: dg.OutputContext) -> bool:
+    """Whether the output is one partition (or none).
+
+    Dagster copies an output's metadata onto the materialization of every partition of a range
+    run, so a 168-hour run would store the same preview table 168 times for each asset.
+    """
+    return not context.has_asset_partitions or len(context.asset_partition_keys) == 1
 
 
 def _preview(frame: pl.DataFrame) -> dg.TableMetadataValue:

@@ -6,7 +6,7 @@ current hour, day and month can be materialized while the device is still pullin
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 
 import dagster as dg
@@ -14,6 +14,11 @@ import dagster as dg
 # Lineage only: how long after its event day a record may still arrive. The aggregates always
 # read all of event_data; this decides which event_data partitions the UI draws as upstream.
 LATENESS_DAYS = 30
+# Pull hours one run covers, from the UI's backfills (the backfill policy) and the CLI alike: a
+# 30-day backfill is five runs. Memory does not grow with it: a run stages its range in a
+# DuckDB that spills to disk.
+PULL_HOURS_PER_RUN = 168
+MAX_GAP_HOURS = 12
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
@@ -67,19 +72,39 @@ def key_ranges(
 def hour_chunks(
     hours: list[datetime], partitions: Partitions
 ) -> tuple[list[dg.PartitionKeyRange], list[datetime]]:
-    """One run per UTC pull day, from its first to its last hour; and hours with no partition.
+    """Runs of up to a week of pull hours, from first to last hour; and hours with no partition.
 
-    Hours in between without files are included: materializing them stores nothing, and a day
-    costs one run however sparse its pulls are.
+    Hours in between without files are included (materializing them stores nothing) unless
+    more than `MAX_GAP_HOURS` separate two pulls: each included hour costs Dagster three stored
+    events, a new run about a second, so a long gap is cheaper as a second run.
     """
     inside, outside = [], []
-    for _, day_hours in groupby(sorted(hours), key=lambda hour: hour.date()):
-        day_hours = list(day_hours)
-        ranges, beyond = key_ranges(day_hours, partitions.hourly)
+    hours_in = []
+    for hour in sorted(hours):
+        ranges, beyond = key_ranges([hour], partitions.hourly)
         outside.extend(beyond)
         if ranges:
-            inside.append(dg.PartitionKeyRange(ranges[0].start, ranges[-1].end))
+            hours_in.append(hour.replace(minute=0, second=0, microsecond=0))
+    chunk: list[datetime] = []
+    for hour in hours_in:
+        if chunk and (
+            hour - chunk[0] >= timedelta(hours=PULL_HOURS_PER_RUN)
+            or hour - chunk[-1] > timedelta(hours=MAX_GAP_HOURS)
+        ):
+            inside.append(_hour_range(chunk, partitions))
+            chunk = []
+        chunk.append(hour)
+    if chunk:
+        inside.append(_hour_range(chunk, partitions))
     return inside, outside
+
+
+def _hour_range(chunk: list[datetime], partitions: Partitions) -> dg.PartitionKeyRange:
+    first, last = (
+        partitions.hourly.get_partition_key_for_timestamp(hour.timestamp())
+        for hour in (chunk[0], chunk[-1])
+    )
+    return dg.PartitionKeyRange(first, last)
 
 
 def exact_hour_ranges(

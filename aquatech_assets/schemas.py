@@ -5,6 +5,7 @@ which records happened to be in a batch (an hour of nulls must not turn a column
 The IO manager adds `dl_updated_at` to every table.
 """
 
+import dagster as dg
 import polars as pl
 
 UTC_TIME = pl.Datetime("us", "UTC")
@@ -74,3 +75,18 @@ EVENT_ACTIVITY = pl.Schema(
 def conform(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
     """The frame with exactly the schema's columns, in its order and types."""
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+_TYPE_NAMES = {
+    pl.String: "text",
+    pl.Int64: "integer",
+    pl.Float64: "double",
+    pl.Date: "date",
+    UTC_TIME: "timestamp (UTC)",
+}
+
+
+def column_schema(schema: pl.Schema) -> dg.TableSchema:
+    """The table's columns for the UI, with the `dl_updated_at` the IO manager adds."""
+    columns = [dg.TableColumn(name, _TYPE_NAMES[dtype]) for name, dtype in schema.items()]
+    return dg.TableSchema(columns=[*columns, dg.TableColumn("dl_updated_at", "timestamp (UTC)")])

@@ -15,7 +15,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-from aquatech_assets.resources.warehouse import checked_identifier
+from aquatech_assets.identifiers import checked_identifier
 
 # What parsing a range may hold in memory before DuckDB spills to disk; well under the 2 GiB a
 # run is allowed, leaving room for Dagster and Python themselves.

@@ -1,6 +1,6 @@
-"""Instants to runs of adjacent partition keys, and pull hours to one ingest run per day."""
+"""Instants to runs of adjacent partition keys, and pull hours to ingest runs of up to a week."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -47,20 +47,47 @@ def test_the_end_of_september_and_the_first_of_october_are_one_monthly_range():
     assert outside == []
 
 
-def test_hour_chunks_make_one_range_per_utc_pull_day_from_its_first_to_its_last_hour():
+def test_hour_chunks_cover_neighbouring_hours_across_midnight_in_one_range():
     hours = [
         datetime(2022, 10, 2, 0, tzinfo=UTC),
         datetime(2022, 10, 1, 23, tzinfo=UTC),
-        datetime(2022, 10, 1, 9, tzinfo=UTC),
+        datetime(2022, 10, 1, 9, 30, tzinfo=UTC),
+        datetime(2022, 10, 1, 12, tzinfo=UTC),
     ]
 
     assert hour_chunks(hours, PARTITIONS) == (
-        [
-            dg.PartitionKeyRange("2022-10-01-09:00", "2022-10-01-23:00"),
-            dg.PartitionKeyRange("2022-10-02-00:00", "2022-10-02-00:00"),
-        ],
+        [dg.PartitionKeyRange("2022-10-01-09:00", "2022-10-02-00:00")],
         [],
     )
+
+
+def test_hour_chunks_are_at_most_a_week_long():
+    start = datetime(2022, 10, 1, tzinfo=UTC)
+    thirty_days = [start + timedelta(hours=hour) for hour in range(30 * 24)]
+
+    chunks, outside = hour_chunks(thirty_days, PARTITIONS)
+
+    assert chunks == [
+        dg.PartitionKeyRange("2022-10-01-00:00", "2022-10-07-23:00"),
+        dg.PartitionKeyRange("2022-10-08-00:00", "2022-10-14-23:00"),
+        dg.PartitionKeyRange("2022-10-15-00:00", "2022-10-21-23:00"),
+        dg.PartitionKeyRange("2022-10-22-00:00", "2022-10-28-23:00"),
+        dg.PartitionKeyRange("2022-10-29-00:00", "2022-10-30-23:00"),
+    ]
+    assert outside == []
+
+
+def test_a_gap_of_more_than_twelve_hours_without_pulls_starts_a_new_chunk():
+    hours = [
+        datetime(2022, 10, 1, 0, tzinfo=UTC),
+        datetime(2022, 10, 1, 12, tzinfo=UTC),
+        datetime(2022, 10, 2, 1, tzinfo=UTC),
+    ]
+
+    assert hour_chunks(hours, PARTITIONS)[0] == [
+        dg.PartitionKeyRange("2022-10-01-00:00", "2022-10-01-12:00"),
+        dg.PartitionKeyRange("2022-10-02-01:00", "2022-10-02-01:00"),
+    ]
 
 
 def test_no_pull_hours_make_no_chunks():

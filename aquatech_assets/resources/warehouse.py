@@ -1,6 +1,5 @@
 """What every warehouse offers the assets and the IO manager, whatever engine is behind it."""
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -8,10 +7,10 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import polars as pl
 
+from aquatech_assets.identifiers import checked_identifier
+
 if TYPE_CHECKING:
     from aquatech_assets.staging import StagedTable
-
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,7 @@ class WriteStats:
     removed_dates: tuple[date, ...] = ()
 
 
-def checked_identifier(name: str) -> str:
-    """A table or column name, refused unless it is a plain lower-case identifier."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(
-            f"{name!r} is not a plain lower-case identifier; refusing to use it in SQL"
-        )
-    return name
+__all__ = ["PartitionWindow", "Warehouse", "WriteStats", "checked_identifier"]
 
 
 class Warehouse(dg.ConfigurableResource):
