@@ -73,7 +73,7 @@ def test_generated_days_then_a_late_pull_match_an_independent_count(tmp_path):
     assert 55_000 < answers.events < 65_000
     assert answers.dau[date(2022, 10, 2)] > 1000
     assert_tables_match(database, answers)
-    assert "ingest_job 2022-10-01-00:00...2022-10-01-23:00" in runs_launched(first.stdout)
+    assert runs_launched(first.stdout)[0] == "ingest_job 2022-10-01-00:00...2022-10-03-23:00"
 
     stamps = dict(stored(database, "SELECT event_date, dl_updated_at FROM aquatech.dau"))
     late = tmp_path / "raw_data" / "2022-10-05" / "20221005-120000.json"
@@ -120,9 +120,23 @@ def test_materialize_records_its_runs_in_dagster_home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
         recorded = instance.get_runs()
+        materialized = {
+            asset: instance.get_materialized_partitions(dg.AssetKey(asset))
+            for asset in ("raw_events", "event_data", "rejected_events")
+        }
+        planned = instance.get_records_for_run(
+            recorded[-1].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        ).records
     assert len(recorded) == len(launched) >= 3
     assert {run.status for run in recorded} == {dg.DagsterRunStatus.SUCCESS}
     assert f"{len(launched)} runs succeeded" in result.stdout
+    # One planned event per asset of the ingest run (not one per hour), and still every hour
+    # with files shows as materialized.
+    files = (tmp_path / "raw_data").glob("*/*.json")
+    pull_hours = {path.name[:8] + path.name[9:11] for path in files}
+    assert {key.replace("-", "")[:10] for key in materialized["event_data"]} == pull_hours
+    assert materialized["raw_events"] == materialized["rejected_events"]
+    assert len(planned) == 3
 
 
 def test_materialize_with_nothing_to_do_says_so_and_succeeds(tmp_path):
