@@ -148,7 +148,12 @@ def _pulls_outputs(
         f"dropped, {event_summary['late_records']} late; event dates "
         f"{', '.join(event_summary[EVENT_DATES]) or 'none'}"
     )
+    # Dagster copies a range run's output metadata onto every hour's materialization, so the
+    # counts say which window they are for, and the file list is kept to one-hour runs.
+    hours = len(context.partition_keys)
     shared = {
+        "run_window": f"{window.start:%Y-%m-%d %H:%M} .. {window.end:%Y-%m-%d %H:%M} UTC",
+        "pull_hours_in_run": hours,
         "files_read": staged.files_read,
         "files_skipped": len(listing.skipped),
         "files_rejected": staged.files_rejected,
@@ -158,7 +163,7 @@ def _pulls_outputs(
     if listing.skipped:
         shared["skipped_files"] = dg.MetadataValue.json([str(path) for path in listing.skipped])
     raw_metadata = dict(shared)
-    if listing.files:
+    if listing.files and hours == 1:
         raw_metadata["files"] = dg.MetadataValue.json(
             [pull.source_file for pull in listing.files[:FILES_LISTED_IN_METADATA]]
         )

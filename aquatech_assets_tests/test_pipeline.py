@@ -125,17 +125,22 @@ def test_materialization_metadata_counts_files_rejections_duplicates_and_dates(p
     )
     later = second_day.records[0].asset_materialization.metadata
 
-    assert metadata["files_read"].value == 2
+    # 14 hours without pulls after 09:00 split the runs: 10-01 09:00 alone, then 23:00 to 07:00.
+    assert metadata["run_window"].value == "2022-10-01 09:00 .. 2022-10-01 10:00 UTC"
+    assert metadata["pull_hours_in_run"].value == 1
+    assert metadata["files_read"].value == 1
     assert metadata["files_skipped"].value == 1
     assert metadata["skipped_files"].value == [
         "2022-10-01/latest.json (name is not a pull stamp YYYYMMDD-HHMMSS.json)"
     ]
-    assert metadata["records_read"].value == 6
+    assert metadata["records_read"].value == 4
     assert metadata["duplicates_dropped"].value == 1
-    assert metadata["dagster/row_count"].value == 5
+    assert metadata["dagster/row_count"].value == 3
     assert metadata["event_dates"].value == ["2022-10-01"]
     assert metadata["event_time_min"].value == "2022-10-01T09:12:41.327000+00:00"
-    assert later["files_read"].value == 6
+    assert later["run_window"].value == "2022-10-01 23:00 .. 2022-10-02 08:00 UTC"
+    assert later["pull_hours_in_run"].value == 9
+    assert later["files_read"].value == 7
     assert later["files_rejected"].value == 2
     assert later["records_rejected"].value == 6
     assert later["redeliveries_of_stored_events_dropped"].value == 1
