@@ -53,11 +53,13 @@ def key_material(text: str) -> list[str]:
 
 def fake_service_account(path: Path) -> Path:
     """A key file shaped like Google's, whose every secret part is FAKE_SECRET."""
+    # Written in pieces, so that this file itself passes the key scan.
+    private_key = "private" + "_key"
     key = {
         "type": "service" + "_account",
         "project_id": "aquatech-test",
-        "private_key_id": FAKE_SECRET,
-        "private_key": "-----BEGIN "
+        f"{private_key}_id": FAKE_SECRET,
+        private_key: "-----BEGIN "
         + f"PRIVATE KEY-----\n{FAKE_SECRET}\n-----END PRIVATE KEY-----\n",
         "client_email": f"{FAKE_SECRET}@aquatech-test.iam.gserviceaccount.com",
         "token_uri": "https://oauth2.googleapis.com/token",
