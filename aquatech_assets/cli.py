@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
+import filelock
 import polars as pl
 
 from aquatech_assets import settings
@@ -24,6 +25,11 @@ HOUR_FORMAT = "%Y-%m-%d-%H:%M"
 # SQLite. The price: partitions of a run that fails show as missing, not failed (the run shows
 # as failed, and the command exits non-zero). Set it to 0 to keep per-partition planned events.
 PLANNED_EVENTS_AS_RANGES = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+# Held while a command opens the Dagster instance. Opening a SQLite instance creates its tables
+# the first time, and processes that do that at the same moment fail on each other's half-made
+# tables (`table ... already exists`, two alembic heads).
+INSTANCE_LOCK = ".aquatech-instance.lock"
+INSTANCE_LOCK_SECONDS = 120
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,8 +174,19 @@ def _fail(message: str, status: int = 1) -> int:
 
 
 def _instance() -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
+    home = os.environ.get("DAGSTER_HOME")
+    if home and Path(home).is_dir():
+        lock = filelock.FileLock(Path(home) / INSTANCE_LOCK, timeout=INSTANCE_LOCK_SECONDS)
+        try:
+            with lock:
+                return dg.DagsterInstance.get()
+        except filelock.Timeout as error:
+            raise settings.SettingsError(
+                f"another `aquatech` command held {lock.lock_file} for {INSTANCE_LOCK_SECONDS} s "
+                "while opening the Dagster instance in DAGSTER_HOME; let it finish and re-run"
+            ) from error
+    if home:
+        return dg.DagsterInstance.get()  # Dagster's own message for a home that is not a folder
     print("DAGSTER_HOME is not set: runs are not kept after this command (see README)")
     return dg.DagsterInstance.ephemeral()
 

@@ -1,5 +1,6 @@
 """The embedded default warehouse: one DuckDB file, tables in schema `aquatech`."""
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import TypeVar
 
 import dagster as dg
 import duckdb
+import filelock
 import polars as pl
 import tenacity
 
@@ -24,6 +26,10 @@ from aquatech_assets.staging import StagedTable, staged_frame
 _logger = dg.get_dagster_logger()
 # The name the warehouse file is attached under in a staging connection for a write.
 _CATALOG = "warehouse"
+# Beside the DuckDB file: held by each run that uses the warehouse, from its first step to its
+# last (see `yield_for_execution`).
+RUN_LOCK_SUFFIX = ".aquatech-run.lock"
+RUN_LOCK_LOG_SECONDS = 30.0
 T = TypeVar("T")
 
 
@@ -34,9 +40,10 @@ class DuckDBLockTimeout(RuntimeError):
 class DuckDBWarehouse(Warehouse):
     """A DuckDB file; `path` defaults to AQUATECH_DUCKDB_PATH, read when a run connects.
 
-    DuckDB lets one process at a time open a file for writing. Runs are serialized by a Dagster
-    pool; when another process holds the file anyway (a notebook, a second CLI), connecting waits,
-    logging how long, for up to `lock_timeout_seconds`.
+    DuckDB lets one process at a time open a file for writing. Runs that use the warehouse take
+    turns on a lock file beside it, whatever the Dagster instance's pools say; when another
+    process holds the DuckDB file anyway (a notebook, a BI tool), connecting waits, logging how
+    long, for up to `lock_timeout_seconds`.
     """
 
     path: str | None = None
@@ -45,6 +52,36 @@ class DuckDBWarehouse(Warehouse):
 
     def resolved_path(self) -> Path:
         return Path(self.path or settings.duckdb_path()).expanduser().resolve()
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["DuckDBWarehouse"]:
+        """Holds the run lock for the whole run, so no other run writes between its steps.
+
+        An aggregate step reads event_data, then writes its table: another run's ingest and
+        recount landing in between would be overwritten by a count that misses its rows. DuckDB's
+        own lock covers a connection, not a step, and a Dagster pool serializes steps only when
+        the instance's dagster.yaml configures `concurrency`; this lock needs neither. The
+        operating system releases it when the process ends, even on SIGKILL.
+        """
+        path = self.resolved_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(path.with_name(path.name + RUN_LOCK_SUFFIX), is_singleton=True)
+        started = time.monotonic()
+        timeout = 0.0
+        while True:
+            try:
+                lock.acquire(timeout=timeout)
+                break
+            except filelock.Timeout:
+                context.log.info(
+                    f"waiting for another run that is writing {path} "
+                    f"(waited {time.monotonic() - started:.0f} s so far); runs take turns on it"
+                )
+                timeout = RUN_LOCK_LOG_SECONDS
+        try:
+            yield self
+        finally:
+            lock.release()
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
