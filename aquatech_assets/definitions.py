@@ -8,6 +8,7 @@ the resources when a run uses them. Loading touches no file, database or network
 import dagster as dg
 
 from aquatech_assets.assets import build_assets
+from aquatech_assets.checks import build_checks
 from aquatech_assets.io_managers import WarehouseIOManager
 from aquatech_assets.jobs import build_jobs
 from aquatech_assets.partitions import build_partitions
@@ -37,6 +38,7 @@ def build_definitions(
     warehouse = warehouse_for(settings, duckdb_path)
     return dg.Definitions(
         assets=build_assets(partitions),
+        asset_checks=build_checks(partitions),
         jobs=list(jobs.values()),
         sensors=[build_pull_sensor(partitions, jobs), build_late_data_sensor(partitions, jobs)],
         resources={
