@@ -6,7 +6,9 @@ check run inside a range run (a backfill, a week of pull hours) records one resu
 partition, so per-partition results would be missing exactly where most data lands. A check
 of the whole table says something true however it was launched: by a job, or by the UI's
 *Execute checks*. The offending partitions and rows are in the result's metadata (how many,
-and the first few).
+and the first few). Dagster 1.13 still plans an unpartitioned check once per partition of a
+partitioned run; those planned rows never get a result and the check's history lists them as
+skipped (test_checks pins this), while its status is the one result of the run.
 
 The checks of event_data and rejected_events run at the end of every ingest run; those of
 the aggregates in the run that recounts them, after both tables they compare. None blocks:
