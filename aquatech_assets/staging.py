@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -65,6 +66,13 @@ class StagedTable:
             pl.col(name).dt.convert_time_zone("UTC")
             for name, dtype in frame.schema.items()
             if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+        )
+
+    def to_parquet(self, path: Path) -> None:
+        """Writes the rows to a Parquet file, streaming (BigQuery loads it)."""
+        self.connection.execute(
+            f"COPY {self.sql_name} TO $path (FORMAT parquet, COMPRESSION snappy)",
+            {"path": str(path)},
         )
 
     def add_constant(self, column: str, value: datetime) -> None:

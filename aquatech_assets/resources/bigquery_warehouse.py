@@ -11,12 +11,13 @@ Settings come from the environment when a run first uses the resource, never at 
 the definitions load, so loading them needs neither a project nor the network.
 """
 
-import io
 import os
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -36,7 +37,7 @@ from aquatech_assets.resources.warehouse import (
     checked_identifier,
 )
 from aquatech_assets.settings import SettingsError
-from aquatech_assets.staging import StagedTable
+from aquatech_assets.staging import StagedTable, staged_frame
 
 PROJECT_ENV = "AQUATECH_BIGQUERY_PROJECT"
 DATASET_ENV = "AQUATECH_BIGQUERY_DATASET"
@@ -182,10 +183,15 @@ class BigQueryWarehouse(Warehouse):
     ) -> WriteStats:
         """See `Warehouse.replace`: one load job into a staging table, one transaction.
 
-        Staged rows are loaded as one Parquet file built in memory; BigQuery compresses every
-        column itself, so `compressed` changes nothing here.
+        Staged rows go to BigQuery as a Parquet file that DuckDB writes from the staging
+        connection, so they never sit in Python memory; BigQuery compresses every column itself,
+        so `compressed` changes nothing here.
         """
-        frame = rows if isinstance(rows, pl.DataFrame) else rows.to_polars()
+        if isinstance(rows, pl.DataFrame):
+            with staged_frame(rows) as staged:
+                return self.replace(table, staged, window, unique_key, dates_of, compressed)
+        frame = rows.to_polars(limit=0)
+        height = rows.height
         target = self.qualified(table)
         incoming = _schema(frame)
         client = self.client()
@@ -197,8 +203,8 @@ class BigQueryWarehouse(Warehouse):
         staging.expires = datetime.now(UTC) + STAGING_LIFETIME
         client.create_table(staging)
         try:
-            if frame.height:
-                self._load(client, staging_id, frame, incoming)
+            if height:
+                self._load(client, staging_id, rows, incoming)
             script = replace_script(
                 ReplacePlan(
                     target=target,
@@ -216,7 +222,7 @@ class BigQueryWarehouse(Warehouse):
         return WriteStats(
             rows_written=written,
             rows_replaced=replaced,
-            redeliveries_dropped=frame.height - written if unique_key else 0,
+            redeliveries_dropped=height - written if unique_key else 0,
             later_deliveries_removed=later,
             removed_dates=tuple(sorted(set(removed or ()))),
         )
@@ -289,24 +295,25 @@ class BigQueryWarehouse(Warehouse):
         self,
         client: bigquery.Client,
         staging_id: str,
-        frame: pl.DataFrame,
+        rows: StagedTable,
         incoming: list[bigquery.SchemaField],
     ) -> None:
-        buffer = io.BytesIO()
-        _parquet_ready(frame).write_parquet(buffer, compression="snappy")
-        buffer.seek(0)
-        job = client.load_table_from_file(
-            buffer,
-            staging_id,
-            job_config=bigquery.LoadJobConfig(
-                source_format=bigquery.SourceFormat.PARQUET,
-                schema=incoming,
-                create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
-                write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-                labels=JOB_LABELS,
-            ),
-        )
-        job.result()
+        with tempfile.TemporaryDirectory(prefix="aquatech-load-") as folder:
+            path = Path(folder) / "rows.parquet"
+            rows.to_parquet(path)
+            with path.open("rb") as parquet:
+                job = client.load_table_from_file(
+                    parquet,
+                    staging_id,
+                    job_config=bigquery.LoadJobConfig(
+                        source_format=bigquery.SourceFormat.PARQUET,
+                        schema=incoming,
+                        create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+                        write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+                        labels=JOB_LABELS,
+                    ),
+                )
+                job.result()
 
 
 def _google_client(settings: BigQuerySettings) -> bigquery.Client:
@@ -492,27 +499,6 @@ def _schema(frame: pl.DataFrame) -> list[bigquery.SchemaField]:
         bigquery.SchemaField(checked_identifier(name), _bigquery_type(name, dtype))
         for name, dtype in frame.schema.items()
     ]
-
-
-def _parquet_ready(frame: pl.DataFrame) -> pl.DataFrame:
-    """The frame in the Parquet types the load maps onto its schema exactly.
-
-    Microsecond UTC timestamps (BigQuery's precision), 64-bit integers and floats, and text for
-    columns polars keeps as categories or as all-null.
-    """
-    casts = []
-    for name, dtype in frame.schema.items():
-        kind = _bigquery_type(name, dtype)
-        target = {
-            "STRING": pl.String,
-            "INT64": pl.Int64,
-            "FLOAT64": pl.Float64,
-            "TIMESTAMP": pl.Datetime("us", "UTC"),
-            "DATETIME": pl.Datetime("us"),
-        }.get(kind)
-        if target is not None and dtype != target:
-            casts.append(pl.col(name).cast(target))
-    return frame.with_columns(casts) if casts else frame
 
 
 def _field_types(source: bigquery.Table | list[bigquery.SchemaField]) -> dict[str, str]:
