@@ -38,7 +38,8 @@ class DuckDBLockTimeout(RuntimeError):
 
 
 class DuckDBWarehouse(Warehouse):
-    """A DuckDB file; `path` defaults to AQUATECH_DUCKDB_PATH, read when a run connects.
+    """A DuckDB file; `path` defaults to AQUATECH_DUCKDB_PATH and `lock_timeout_seconds` to
+    AQUATECH_DUCKDB_LOCK_TIMEOUT (600 s), both read when a run connects.
 
     DuckDB lets one process at a time open a file for writing. Runs that use the warehouse take
     turns on a lock file beside it, whatever the Dagster instance's pools say; when another
@@ -48,7 +49,7 @@ class DuckDBWarehouse(Warehouse):
 
     path: str | None = None
     schema_name: str = "aquatech"
-    lock_timeout_seconds: float = 600.0
+    lock_timeout_seconds: float | None = None
 
     def resolved_path(self) -> Path:
         return Path(self.path or settings.duckdb_path()).expanduser().resolve()
@@ -209,11 +210,12 @@ class DuckDBWarehouse(Warehouse):
         return self._waiting_for_lock(path, lambda: duckdb.connect(str(path)))
 
     def _waiting_for_lock(self, path: Path, action: Callable[[], T]) -> T:
+        limit = self.resolved_lock_timeout()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_lock_conflict),
             wait=tenacity.wait_exponential(multiplier=0.2, max=5),
-            stop=tenacity.stop_after_delay(self.lock_timeout_seconds),
-            before_sleep=_log_lock_wait(path),
+            stop=tenacity.stop_after_delay(limit),
+            before_sleep=_log_lock_wait(path, limit),
             reraise=True,
         )
         try:
@@ -222,10 +224,16 @@ class DuckDBWarehouse(Warehouse):
             if not _is_lock_conflict(error):
                 raise
             raise DuckDBLockTimeout(
-                f"{path} stayed locked by another process for {self.lock_timeout_seconds:.0f} s "
-                f"({str(error).splitlines()[0]}). Close the other connection (a notebook, a BI "
-                "tool, another `aquatech materialize`) and re-run; the re-run is safe."
+                f"{path} stayed locked by another process for {limit:g} s "
+                f"({_first_line(error)}). Close the other connection (a notebook, a BI tool, "
+                "another `aquatech materialize`) and re-run; the re-run is safe. To wait longer, "
+                "set AQUATECH_DUCKDB_LOCK_TIMEOUT (seconds)."
             ) from error
+
+    def resolved_lock_timeout(self) -> float:
+        if self.lock_timeout_seconds is not None:
+            return self.lock_timeout_seconds
+        return settings.duckdb_lock_timeout()
 
 
 @dataclass
@@ -324,11 +332,20 @@ def _is_lock_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
-def _log_lock_wait(path: Path):
+def _first_line(error: BaseException) -> str:
+    """DuckDB's lock message up to its advice on read-only mode, which a writer cannot take."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text.split(" However, ")[0]
+
+
+def _log_lock_wait(path: Path, limit: float):
     def log(state: tenacity.RetryCallState) -> None:
+        # DuckDB's message names the process holding the file, by program and PID.
+        cause = _first_line(state.outcome.exception()) if state.outcome else "locked"
         _logger.warning(
-            f"waiting for {path}: another process holds DuckDB's write lock "
-            f"(waited {state.seconds_since_start:.1f} s so far)"
+            f"waiting for {path}: another process holds it ({cause}); waited "
+            f"{state.seconds_since_start:.1f} s of at most {limit:g} s "
+            "(AQUATECH_DUCKDB_LOCK_TIMEOUT)"
         )
 
     return log
