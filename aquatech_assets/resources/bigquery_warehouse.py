@@ -37,7 +37,7 @@ from aquatech_assets.resources.warehouse import (
     checked_identifier,
 )
 from aquatech_assets.settings import SettingsError
-from aquatech_assets.staging import StagedTable, staged_frame
+from aquatech_assets.staging import StagedTable
 
 PROJECT_ENV = "AQUATECH_BIGQUERY_PROJECT"
 DATASET_ENV = "AQUATECH_BIGQUERY_DATASET"
@@ -172,14 +172,14 @@ class BigQueryWarehouse(Warehouse):
         sql += f" WHERE `{column}` >= @start AND `{column}` < @end"
         return self._run(sql, window_parameters(window, field_type))
 
-    def replace(
+    def replace_staged(
         self,
         table: str,
-        rows: StagedTable | pl.DataFrame,
+        rows: StagedTable,
         window: PartitionWindow | None,
-        unique_key: str | None = None,
-        dates_of: str | None = None,
-        compressed: tuple[str, ...] = (),
+        unique_key: str | None,
+        dates_of: str | None,
+        compressed: tuple[str, ...],
     ) -> WriteStats:
         """See `Warehouse.replace`: one load job into a staging table, one transaction.
 
@@ -187,9 +187,6 @@ class BigQueryWarehouse(Warehouse):
         connection, so they never sit in Python memory; BigQuery compresses every column itself,
         so `compressed` changes nothing here.
         """
-        if isinstance(rows, pl.DataFrame):
-            with staged_frame(rows) as staged:
-                return self.replace(table, staged, window, unique_key, dates_of, compressed)
         frame = rows.to_polars(limit=0)
         height = rows.height
         target = self.qualified(table)

@@ -21,7 +21,7 @@ from aquatech_assets.resources.warehouse import (
     WriteStats,
     checked_identifier,
 )
-from aquatech_assets.staging import StagedTable, staged_frame
+from aquatech_assets.staging import StagedTable
 
 _logger = dg.get_dagster_logger()
 # The name the warehouse file is attached under in a staging connection for a write.
@@ -120,23 +120,20 @@ class DuckDBWarehouse(Warehouse):
             params = {"start": window.start, "end": window.end}
         return self.query(sql, params)
 
-    def replace(
+    def replace_staged(
         self,
         table: str,
-        rows: StagedTable | pl.DataFrame,
+        rows: StagedTable,
         window: PartitionWindow | None,
-        unique_key: str | None = None,
-        dates_of: str | None = None,
-        compressed: tuple[str, ...] = (),
+        unique_key: str | None,
+        dates_of: str | None,
+        compressed: tuple[str, ...],
     ) -> WriteStats:
-        """See `Warehouse.replace`; staged rows are copied in by SQL, never through Python.
+        """See `Warehouse.replace`; the rows are copied in by SQL, never through Python.
 
         The warehouse file is attached to the staging connection for the write, so DuckDB reads
         the staged tables and writes the file in one engine, in one transaction.
         """
-        if isinstance(rows, pl.DataFrame):
-            with staged_frame(rows) as staged:
-                return self.replace(table, staged, window, unique_key, dates_of, compressed)
         with self._attached(rows.connection) as catalog:
             target = f'"{catalog}".{self.qualified(table)}'
             connection = rows.connection

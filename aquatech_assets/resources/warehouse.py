@@ -2,15 +2,12 @@
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
 
 from aquatech_assets.identifiers import checked_identifier
-
-if TYPE_CHECKING:
-    from aquatech_assets.staging import StagedTable
+from aquatech_assets.staging import StagedTable, staged_frame
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Warehouse(dg.ConfigurableResource):
     def replace(
         self,
         table: str,
-        rows: "StagedTable | pl.DataFrame",
+        rows: StagedTable | pl.DataFrame,
         window: PartitionWindow | None,
         unique_key: str | None = None,
         dates_of: str | None = None,
@@ -60,11 +57,27 @@ class Warehouse(dg.ConfigurableResource):
         """Replaces the window's rows (the whole table without one) with `rows`, atomically.
 
         With `unique_key`, a key already stored from an earlier window keeps that row, and the
-        rows of later windows with a key of `frame` are removed: the earliest window wins
+        rows of later windows with a key of `rows` are removed: the earliest window wins
         whatever order windows are written in. With `dates_of` (a timestamp column), the UTC
         dates of every row removed are returned, so that what was counted on them is recounted.
-        `compressed` names long text columns a warehouse may store compressed.
+        `compressed` names long text columns a warehouse may store compressed. A polars frame
+        is staged first, so each warehouse writes staged tables only (`replace_staged`).
         """
+        if isinstance(rows, pl.DataFrame):
+            with staged_frame(rows) as staged:
+                return self.replace_staged(table, staged, window, unique_key, dates_of, compressed)
+        return self.replace_staged(table, rows, window, unique_key, dates_of, compressed)
+
+    def replace_staged(
+        self,
+        table: str,
+        rows: StagedTable,
+        window: PartitionWindow | None,
+        unique_key: str | None,
+        dates_of: str | None,
+        compressed: tuple[str, ...],
+    ) -> WriteStats:
+        """`replace`, for rows already in a staging connection."""
         raise NotImplementedError
 
     def read(self, table: str, window: PartitionWindow | None) -> pl.DataFrame:
