@@ -38,6 +38,15 @@ def staging_connection() -> Iterator[duckdb.DuckDBPyConnection]:
             connection.close()
 
 
+def in_utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps in UTC: DuckDB hands TIMESTAMPTZ over in the session's zone."""
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone("UTC")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
+    )
+
+
 @dataclass(frozen=True)
 class StagedTable:
     """A table of a staging connection: what an asset hands its IO manager to store."""
@@ -61,12 +70,7 @@ class StagedTable:
         sql = f"SELECT * FROM {self.sql_name}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        frame = pl.from_arrow(self.connection.sql(sql).to_arrow_table())
-        return frame.with_columns(
-            pl.col(name).dt.convert_time_zone("UTC")
-            for name, dtype in frame.schema.items()
-            if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
-        )
+        return in_utc(pl.from_arrow(self.connection.sql(sql).to_arrow_table()))
 
     def to_parquet(self, path: Path) -> None:
         """Writes the rows to a Parquet file, streaming (BigQuery loads it)."""

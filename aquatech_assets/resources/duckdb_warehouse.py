@@ -21,7 +21,7 @@ from aquatech_assets.resources.warehouse import (
     WriteStats,
     checked_identifier,
 )
-from aquatech_assets.staging import StagedTable
+from aquatech_assets.staging import StagedTable, in_utc
 
 _logger = dg.get_dagster_logger()
 # The name the warehouse file is attached under in a staging connection for a write.
@@ -54,6 +54,12 @@ class DuckDBWarehouse(Warehouse):
     def resolved_path(self) -> Path:
         return Path(self.path or settings.duckdb_path()).expanduser().resolve()
 
+    def _prepared_path(self) -> Path:
+        """The file's path, with its folder made, for whatever is about to open or lock it."""
+        path = self.resolved_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["DuckDBWarehouse"]:
         """Holds the run lock for the whole run, so no other run writes between its steps.
@@ -64,8 +70,7 @@ class DuckDBWarehouse(Warehouse):
         the instance's dagster.yaml configures `concurrency`; this lock needs neither. The
         operating system releases it when the process ends, even on SIGKILL.
         """
-        path = self.resolved_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._prepared_path()
         lock = filelock.FileLock(path.with_name(path.name + RUN_LOCK_SUFFIX), is_singleton=True)
         started = time.monotonic()
         timeout = 0.0
@@ -86,8 +91,7 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        path = self.resolved_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._prepared_path()
         connection = self._open_waiting_for_lock(path)
         try:
             yield connection
@@ -105,7 +109,7 @@ class DuckDBWarehouse(Warehouse):
 
     def query(self, sql: str, params: dict | None = None) -> pl.DataFrame:
         with self.connect() as connection:
-            return _utc(pl.from_arrow(connection.sql(sql, params=params).to_arrow_table()))
+            return in_utc(pl.from_arrow(connection.sql(sql, params=params).to_arrow_table()))
 
     def aggregate(self, name: str, start: datetime, end: datetime) -> pl.DataFrame:
         sql = aggregates.aggregate_sql(name, aggregates.DUCKDB, self.qualified("event_data"))
@@ -154,8 +158,7 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def _attached(self, connection: duckdb.DuckDBPyConnection) -> Iterator[str]:
-        path = self.resolved_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._prepared_path()
         self._waiting_for_lock(
             path, lambda: connection.execute(f"ATTACH $path AS {_CATALOG}", {"path": str(path)})
         )
@@ -314,15 +317,6 @@ def _table_exists(
         {"schema": schema, "table": table, "catalog": catalog},
     ).fetchall()
     return rows[0][0] > 0
-
-
-def _utc(frame: pl.DataFrame) -> pl.DataFrame:
-    """Timestamps in UTC: DuckDB hands TIMESTAMPTZ over in the session's zone."""
-    return frame.with_columns(
-        pl.col(name).dt.convert_time_zone("UTC")
-        for name, dtype in frame.schema.items()
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
-    )
 
 
 def _is_lock_conflict(error: BaseException) -> bool:
