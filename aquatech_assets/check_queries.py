@@ -37,6 +37,9 @@ BIGQUERY = CheckDialect(
     parameter="@{name}",
 )
 
+# By `Warehouse.dialect`.
+DIALECTS = {"duckdb": DUCKDB, "bigquery": BIGQUERY}
+
 
 # The bound parameters of a window of pull hours, start included and end excluded.
 WINDOW_START = "window_start"

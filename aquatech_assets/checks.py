@@ -38,7 +38,7 @@ import dagster as dg
 from aquatech_assets import check_queries as sql
 from aquatech_assets.assets import WAREHOUSE_POOL
 from aquatech_assets.partitions import RANGE_END, RANGE_START, Partitions
-from aquatech_assets.resources import DuckDBWarehouse, Warehouse
+from aquatech_assets.resources import Warehouse
 
 REJECTED_SHARE_WARN = 0.05
 """An hour that rejects more than 5% of what it read warns.
@@ -452,7 +452,7 @@ def _users_not_above_dau(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 
 def _dialect(warehouse: Warehouse) -> sql.CheckDialect:
-    return sql.DUCKDB if isinstance(warehouse, DuckDBWarehouse) else sql.BIGQUERY
+    return sql.DIALECTS[warehouse.dialect]
 
 
 def _nothing_to_check(

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import polars as pl
@@ -98,6 +98,8 @@ class BigQueryWarehouse(Warehouse):
     credentials, a service account's key file, the metadata server). Credentials are never part
     of this resource's config, so Dagster never shows or stores them.
     """
+
+    dialect: ClassVar[str] = "bigquery"
 
     project: str | None = None
     dataset: str | None = None

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import dagster as dg
 import duckdb
@@ -46,6 +46,8 @@ class DuckDBWarehouse(Warehouse):
     process holds the DuckDB file anyway (a notebook, a BI tool), connecting waits, logging how
     long, for up to `lock_timeout_seconds`.
     """
+
+    dialect: ClassVar[str] = "duckdb"
 
     path: str | None = None
     schema_name: str = "aquatech"

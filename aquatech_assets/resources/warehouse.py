@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import ClassVar
 
 import dagster as dg
 import polars as pl
@@ -33,6 +34,10 @@ __all__ = ["PartitionWindow", "Warehouse", "WriteStats", "checked_identifier"]
 
 class Warehouse(dg.ConfigurableResource):
     """The interface both warehouses implement, so assets and the IO manager never name one."""
+
+    # The SQL dialect its queries are written in ("duckdb" or "bigquery"), for code that
+    # builds SQL for whichever warehouse it is given (the asset checks).
+    dialect: ClassVar[str]
 
     def table_exists(self, table: str) -> bool:
         raise NotImplementedError
